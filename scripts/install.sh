@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Install everything shifter needs on a Debian 12 machine, as a site install would.
+# Idempotent: a second run only checks. Run as root.
+#
+#   scripts/install.sh            system packages, ./.venv, the package, site directories
+#   scripts/install.sh --bench    also the tools the benchmarks compare against
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: run as root (it installs Debian packages and creates /var/udiMount)" >&2
+    exit 1
+fi
+
+# Everything the code, the tests and the demo call: registry, munge, squashfs tools,
+# FUSE, sshd, PostgreSQL, ACL tools, mkfs for ext4/xfs/cramfs.
+packages=(
+    python3 python3-venv ca-certificates openssl
+    docker-registry munge libmunge2 busybox-static
+    squashfs-tools squashfs-tools-ng squashfuse fuse3
+    openssh-server openssh-client rsync acl
+    postgresql e2fsprogs xfsprogs util-linux-extra
+    procps iproute2 kmod
+)
+if [ "${1:-}" = "--bench" ]; then
+    packages+=(charliecloud podman debootstrap hyperfine time)
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "install.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # policy-rc.d may forbid starting services: the tests start their own instances.
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The packaged daemons are not used: tests and the demo start private instances on free
+# ports. Stop the system ones if the package started them, so they hold no ports.
+for svc in docker-registry; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+        systemctl stop "$svc" || true
+    fi
+done
+
+# Debian's default mode for /dev/fuse is 0666 (udev sets it); machines without udev leave
+# it 0600, and then users cannot mount images with squashfuse.
+if [ -c /dev/fuse ]; then
+    chmod 0666 /dev/fuse
+fi
+
+# The virtual environment is built from Debian's Python so that ordinary users can run
+# `shifter` (a pyenv interpreter under /root is not readable by them).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; assert sys.base_prefix == "/usr"' 2>/dev/null; then
+    rm -rf .venv
+    /usr/bin/python3 -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -e "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[test]"
+    rm -f .venv/.installed-*
+    touch "$stamp"
+fi
+
+# Site directories, as the seed's installation guide lays them out.
+install -d -m 0755 /var/udiMount /var/udiLoopMount /etc/shifter
+
+# Accounts that the demo and the tests run containers as (shifter never runs a container
+# process as root). Fixed names; uids chosen by the system.
+for user in shifterdemo shiftertest1 shiftertest2; do
+    id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$user"
+done
+getent group shiftertestgrp >/dev/null || groupadd shiftertestgrp
+id -nG shiftertest1 | grep -qw shiftertestgrp || usermod -aG shiftertestgrp shiftertest1
+
+echo "install.sh: ready ($here/.venv)"

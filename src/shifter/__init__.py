@@ -1,0 +1,3 @@
+"""Shifter: containers for HPC."""
+
+__version__ = "0.1.0"
