@@ -1,0 +1,1 @@
+"""MUNGE authentication (libmunge through ctypes)."""

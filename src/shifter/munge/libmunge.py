@@ -1,0 +1,153 @@
+"""MUNGE credentials through libmunge (ctypes): no subprocess per credential.
+
+The gateway decodes a credential on every request and the clients mint one per request, so
+both go through the library directly. The socket path selects the munged instance (one per
+platform on the gateway side).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+from dataclasses import dataclass
+
+from shifter.errors import ShifterError
+
+LIBRARY = "libmunge.so.2"
+
+_OPT_SOCKET = 8  # MUNGE_OPT_SOCKET in munge.h
+_OPT_TTL = 4  # MUNGE_OPT_TTL
+
+
+class MungeStatus(enum.IntEnum):
+    """munge_err_t values from munge.h (stable since MUNGE 0.5)."""
+
+    SUCCESS = 0
+    SNAFU = 1
+    BAD_ARG = 2
+    BAD_LENGTH = 3
+    OVERFLOW = 4
+    NO_MEMORY = 5
+    SOCKET = 6
+    TIMEOUT = 7
+    BAD_CRED = 8
+    BAD_VERSION = 9
+    BAD_CIPHER = 10
+    BAD_MAC = 11
+    BAD_ZIP = 12
+    BAD_REALM = 13
+    CRED_INVALID = 14
+    CRED_EXPIRED = 15
+    CRED_REWOUND = 16
+    CRED_REPLAYED = 17
+    CRED_UNAUTHORIZED = 18
+
+
+class MungeError(ShifterError):
+    """A credential could not be made or was refused; `status` says why."""
+
+    def __init__(self, message: str, status: MungeStatus, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+    @property
+    def is_credential_problem(self) -> bool:
+        """True when the credential itself is bad (not the daemon or the socket)."""
+        return self.status >= MungeStatus.BAD_CRED
+
+
+@dataclass(frozen=True)
+class DecodedCredential:
+    payload: bytes
+    uid: int
+    gid: int
+
+
+class Munge:
+    """One libmunge binding bound to one munged socket (None: the library's default)."""
+
+    def __init__(self, socket_path: str | None = None) -> None:
+        try:
+            lib = ctypes.CDLL(LIBRARY, use_errno=True)
+        except OSError as exc:
+            raise MungeError(
+                f"cannot load {LIBRARY}", MungeStatus.SNAFU,
+                hint="install Debian's libmunge2 package",
+            ) from exc
+        self._lib = lib
+        self._libc = ctypes.CDLL(None)
+        self.socket_path = socket_path
+        lib.munge_ctx_create.restype = ctypes.c_void_p
+        lib.munge_ctx_destroy.argtypes = [ctypes.c_void_p]
+        lib.munge_ctx_strerror.restype = ctypes.c_char_p
+        lib.munge_ctx_strerror.argtypes = [ctypes.c_void_p]
+        lib.munge_strerror.restype = ctypes.c_char_p
+        lib.munge_encode.argtypes = [
+            ctypes.POINTER(ctypes.c_char_p), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+        ]
+        lib.munge_decode.argtypes = [
+            ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
+            ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_uint),
+            ctypes.POINTER(ctypes.c_uint),
+        ]
+        self._libc.free.argtypes = [ctypes.c_void_p]
+
+    def _context(self, ttl: int | None = None) -> int:
+        ctx = self._lib.munge_ctx_create()
+        if not ctx:
+            raise MungeError("cannot create a munge context", MungeStatus.NO_MEMORY)
+        # munge_ctx_set is variadic: the value's C type follows from the option.
+        if self.socket_path is not None:
+            status = self._lib.munge_ctx_set(
+                ctypes.c_void_p(ctx), _OPT_SOCKET, ctypes.c_char_p(self.socket_path.encode())
+            )
+            self._check(status, ctx, "set the munge socket")
+        if ttl is not None:
+            status = self._lib.munge_ctx_set(ctypes.c_void_p(ctx), _OPT_TTL, ctypes.c_int(ttl))
+            self._check(status, ctx, "set the credential lifetime")
+        return ctx
+
+    def _check(self, status: int, ctx: int, doing: str) -> None:
+        if status == MungeStatus.SUCCESS:
+            return
+        detail = self._lib.munge_ctx_strerror(ctypes.c_void_p(ctx)) if ctx else None
+        text = (detail or self._lib.munge_strerror(status) or b"unknown error").decode()
+        code = MungeStatus(status) if status in MungeStatus._value2member_map_ else MungeStatus.SNAFU
+        self._lib.munge_ctx_destroy(ctypes.c_void_p(ctx))
+        hint = None
+        if code in (MungeStatus.SOCKET, MungeStatus.TIMEOUT):
+            where = self.socket_path or "the default socket"
+            hint = f"is munged running and reachable at {where}?"
+        raise MungeError(f"cannot {doing}: {text}", code, hint=hint)
+
+    def encode(self, payload: bytes = b"", *, ttl: int | None = None) -> str:
+        """A credential for the calling process's uid and gid carrying `payload`."""
+        ctx = self._context(ttl)
+        cred = ctypes.c_char_p()
+        status = self._lib.munge_encode(ctypes.byref(cred), ctx, payload, len(payload))
+        self._check(status, ctx, "make a munge credential")
+        try:
+            return (cred.value or b"").decode("ascii")
+        finally:
+            self._libc.free(cred)
+            self._lib.munge_ctx_destroy(ctypes.c_void_p(ctx))
+
+    def decode(self, credential: str) -> DecodedCredential:
+        """Check a credential (signature, expiry, replay) and return what it carries."""
+        ctx = self._context()
+        buf = ctypes.c_void_p()
+        length = ctypes.c_int()
+        uid = ctypes.c_uint()
+        gid = ctypes.c_uint()
+        status = self._lib.munge_decode(
+            credential.encode("ascii", errors="replace"), ctx, ctypes.byref(buf),
+            ctypes.byref(length), ctypes.byref(uid), ctypes.byref(gid),
+        )
+        try:
+            self._check(status, ctx, "verify the munge credential")
+            payload = ctypes.string_at(buf, length.value) if buf.value else b""
+        finally:
+            if buf.value:
+                self._libc.free(buf)
+        self._lib.munge_ctx_destroy(ctypes.c_void_p(ctx))
+        return DecodedCredential(payload=payload, uid=uid.value, gid=gid.value)

@@ -1,0 +1,97 @@
+"""The tree is the architecture: imports between shifter's packages point one way only.
+
+See CONTRIBUTING.md for the table this test enforces.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+PACKAGE = SRC / "shifter"
+
+LEAVES = {"errors", "proc", "keyvalue", "__init__"}
+# For each package: the shifter packages it may import (leaves are always allowed).
+ALLOWED: dict[str, set[str]] = {
+    "image": set(),
+    "registry": {"image"},
+    "convert": {"image"},
+    "ocibuild": {"image", "registry"},
+    "munge": set(),
+    "sys": set(),
+    "devtools": set(),
+    "gateway": {"image", "registry", "convert", "munge", "devtools"},
+    "runtime": {"image", "munge", "sys"},
+    "wlm": {"runtime", "image", "munge", "sys"},
+    "cli": {
+        "image", "registry", "convert", "ocibuild", "munge", "sys", "devtools",
+        "gateway", "runtime", "wlm",
+    },
+}
+
+# Heavy libraries that must never load on the `shifter` launch path.
+HEAVY = ("pydantic", "httpx", "fastapi", "sqlalchemy", "uvicorn", "tqdm", "zstandard")
+
+
+def _top_package(module_path: Path) -> str:
+    rel = module_path.relative_to(PACKAGE)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _shifter_imports(module_path: Path) -> set[str]:
+    tree = ast.parse(module_path.read_text(), filename=str(module_path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "shifter" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("module", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_point_one_way(module: Path) -> None:
+    package = _top_package(module)
+    imported = _shifter_imports(module) - LEAVES - {package}
+    if package in LEAVES:
+        allowed: set[str] = set()
+    else:
+        assert package in ALLOWED, f"new package {package!r}: add it to CONTRIBUTING.md and here"
+        allowed = ALLOWED[package]
+    wrong = imported - allowed
+    assert not wrong, f"{module.relative_to(SRC)} ({package}) must not import {sorted(wrong)}"
+
+
+def test_nothing_imports_the_clis() -> None:
+    offenders = [
+        str(m.relative_to(SRC))
+        for m in _modules()
+        if _top_package(m) != "cli" and "cli" in _shifter_imports(m)
+    ]
+    assert offenders == []
+
+
+def test_shifter_launch_path_loads_no_heavy_library() -> None:
+    code = (
+        "import sys; import shifter.cli.shifter; "
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "", f"heavy modules on the launch path: {result.stdout}"
