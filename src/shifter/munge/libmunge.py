@@ -112,7 +112,10 @@ class Munge:
             return
         detail = self._lib.munge_ctx_strerror(ctypes.c_void_p(ctx)) if ctx else None
         text = (detail or self._lib.munge_strerror(status) or b"unknown error").decode()
-        code = MungeStatus(status) if status in MungeStatus._value2member_map_ else MungeStatus.SNAFU
+        try:
+            code = MungeStatus(status)
+        except ValueError:
+            code = MungeStatus.SNAFU
         self._lib.munge_ctx_destroy(ctypes.c_void_p(ctx))
         hint = None
         if code in (MungeStatus.SOCKET, MungeStatus.TIMEOUT):
