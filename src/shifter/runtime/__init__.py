@@ -1,0 +1,1 @@
+"""The shifter runtime: udiRoot.conf, volumes, mounts, environment, modules, launch."""
