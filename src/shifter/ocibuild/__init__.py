@@ -1,0 +1,7 @@
+"""Building OCI images from scratch and pushing them to a registry.
+
+`layer` writes deterministic tar layers from a declarative description, `image` wraps them
+in configs, manifests and indexes (OCI or Docker schema 2), `push` sends them through the
+registry HTTP API, and `catalog` names the test images (benign and hostile) with the one
+outcome a correct pull and flatten must give. Used by the tests and the demo.
+"""
