@@ -69,6 +69,10 @@ if [ ! -e "$stamp" ]; then
     touch "$stamp"
 fi
 
+# Ordinary users cannot write bytecode next to the sources, and compiling on every launch
+# costs more than the launch itself: compile once here.
+.venv/bin/python -m compileall -q -j 0 src/shifter >/dev/null
+
 # Site directories, as the seed's installation guide lays them out.
 install -d -m 0755 /var/udiMount /var/udiLoopMount /etc/shifter
 

@@ -113,9 +113,13 @@ class RegistryServer:
             raise FileNotFoundError(f"htpasswd file {self.htpasswd} does not exist")
         config = self.workdir / "config.yml"
         config.write_text(self.config_text())
+        # docker-registry reads REGISTRY_* variables as overrides of its config file (and
+        # skopeo's REGISTRY_AUTH_FILE breaks it): the instance gets exactly our config.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
                 [binary, "serve", str(config)],
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
