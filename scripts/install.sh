@@ -84,4 +84,10 @@ done
 getent group shiftertestgrp >/dev/null || groupadd shiftertestgrp
 id -nG shiftertest1 | grep -qw shiftertestgrp || usermod -aG shiftertestgrp shiftertest1
 
+# Users run `shifter` from this venv: every directory above it must be searchable by them.
+if ! runuser -u nobody -- test -x "$here/.venv/bin/python"; then
+    echo "install.sh: warning: other users cannot reach $here/.venv (a parent directory is" \
+        "not searchable); tests that run commands as ordinary users will fail" >&2
+fi
+
 echo "install.sh: ready ($here/.venv)"
