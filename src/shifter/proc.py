@@ -7,17 +7,25 @@ the tool and, when given, the configuration key that sets its path.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, BinaryIO
 
 from shifter.errors import ToolError, ToolNotFoundError
 
 log = logging.getLogger(__name__)
 
 STDERR_TAIL_LINES = 10
+FEED_BUFFER = 1 << 20  # tar headers are 512-byte writes; batch them into big pipe writes
+# The handle of a started program, for modules that keep one (they never import subprocess).
+Process = subprocess.Popen
+DRAIN_GRACE = 2.0  # seconds to collect a killed tool's last output
 
 
 def find_tool(name: str, *, config_key: str | None = None) -> str:
@@ -80,3 +88,113 @@ def run(
             stderr_tail=_tail(stderr),
         )
     return result
+
+
+def run_feeding(
+    argv: Sequence[str],
+    feed: Callable[[BinaryIO], None],
+    *,
+    config_key: str | None = None,
+    timeout: float | None = None,
+) -> str:
+    """Run a program while `feed` writes its stdin; return the tail of its output.
+
+    stdout and stderr are drained by a thread into the last `STDERR_TAIL_LINES` lines, so
+    a chatty tool can never block on a full pipe. If `feed` raises, the program is killed
+    and the exception propagates; if the program stops reading (it failed), its exit status
+    and last lines are raised as `ToolError`. `timeout` bounds the wait once the input is
+    all written.
+    """
+    args = [str(a) for a in argv]
+    args[0] = find_tool(args[0], config_key=config_key)
+    tool = os.path.basename(args[0])
+    log.debug("run (feeding stdin): %s", " ".join(args))
+    process = subprocess.Popen(
+        args,
+        bufsize=FEED_BUFFER,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    lines: collections.deque[bytes] = collections.deque(maxlen=STDERR_TAIL_LINES)
+    drain = threading.Thread(target=_drain, args=(process.stdout, lines), daemon=True)
+    drain.start()
+    broken_pipe = False
+    try:
+        try:
+            feed(process.stdin)  # type: ignore[arg-type]
+            process.stdin.close()
+        except BrokenPipeError:
+            broken_pipe = True
+        returncode = process.wait(timeout=timeout)
+    except BaseException as exc:
+        process.kill()
+        process.wait()
+        _finish(drain, process.stdin)
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise ToolError(
+                f"{tool} did not finish within {timeout} s",
+                argv=args,
+                stderr_tail=b"".join(lines).decode(errors="replace").strip(),
+            ) from exc
+        raise
+    _finish(drain, process.stdin)
+    tail = b"".join(lines).decode(errors="replace").strip()
+    if returncode != 0 or broken_pipe:
+        raise ToolError(
+            f"{tool} failed with exit status {returncode}"
+            if returncode
+            else f"{tool} stopped reading its input",
+            argv=args,
+            returncode=returncode,
+            stderr_tail=tail,
+        )
+    return tail
+
+
+def _drain(stream: IO[bytes], lines: collections.deque[bytes]) -> None:
+    for line in stream:
+        lines.append(line)
+        log.debug("%s", line.decode(errors="replace").rstrip())
+    stream.close()
+
+
+def _finish(drain: threading.Thread, stdin: IO[bytes]) -> None:
+    # A grandchild may still hold the output pipe open: do not wait on it for long.
+    drain.join(timeout=DRAIN_GRACE)
+    with contextlib.suppress(BrokenPipeError):  # flushing what a dead tool never read
+        stdin.close()
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    output_path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running program (a service) in its own session, output to a file."""
+    args = [str(a) for a in argv]
+    args[0] = find_tool(args[0])
+    log.debug("spawn: %s", " ".join(args))
+    with open(output_path, "wb") as output:
+        return subprocess.Popen(
+            args,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(process: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
+    """Stop a program started by `spawn`: SIGTERM by its PID, SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from shifter import proc
 from shifter.errors import ToolError
 from shifter.proc import find_tool
 
@@ -60,7 +59,7 @@ class RegistryServer:
         self.token = token
         self.host = host
         self.port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: proc.Process[bytes] | None = None
 
     @property
     def netloc(self) -> str:
@@ -116,15 +115,9 @@ class RegistryServer:
         # docker-registry reads REGISTRY_* variables as overrides of its config file (and
         # skopeo's REGISTRY_AUTH_FILE breaks it): the instance gets exactly our config.
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen(
-                [binary, "serve", str(config)],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._process = proc.spawn(
+            [binary, "serve", str(config)], output_path=self.log_path, env=env
+        )
         self.port = self._wait_for_port()
         return self
 
@@ -144,14 +137,8 @@ class RegistryServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        if process is not None:
+            proc.stop(process)
 
     def __enter__(self) -> RegistryServer:
         return self.start()
