@@ -19,6 +19,14 @@ import pytest
 
 from tests.services.names import fresh_repo_name
 
+# Fixture modules of the other services, one file each, so each can grow on its own.
+pytest_plugins = [
+    "tests.services.postgres_fixtures",
+    "tests.services.sshd_fixtures",
+    "tests.services.gateway_fixtures",
+    "tests.services.runtime_fixtures",
+]
+
 # The service modules pull in httpx, cryptography, bcrypt and PyJWT: imported in the fixtures
 # that need them, so collecting the unit tier stays cheap.
 if TYPE_CHECKING:

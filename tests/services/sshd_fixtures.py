@@ -1,0 +1,1 @@
+"""Fixtures: see the module docstring once written (registered in tests/conftest.py)."""
