@@ -22,14 +22,15 @@ ALLOWED: dict[str, set[str]] = {
     "registry": {"image"},
     "convert": {"image"},
     "ocibuild": {"image", "registry"},
+    "engine": {"image", "registry", "convert"},
     "munge": set(),
     "sys": set(),
     "devtools": set(),
-    "gateway": {"image", "registry", "convert", "munge", "devtools"},
+    "gateway": {"image", "registry", "convert", "engine", "munge", "devtools"},
     "runtime": {"image", "munge", "sys"},
     "wlm": {"runtime", "image", "munge", "sys"},
     "cli": {
-        "image", "registry", "convert", "ocibuild", "munge", "sys", "devtools",
+        "image", "registry", "convert", "engine", "ocibuild", "munge", "sys", "devtools",
         "gateway", "runtime", "wlm",
     },
 }
@@ -75,6 +76,26 @@ def test_imports_point_one_way(module: Path) -> None:
         allowed = ALLOWED[package]
     wrong = imported - allowed
     assert not wrong, f"{module.relative_to(SRC)} ({package}) must not import {sorted(wrong)}"
+
+
+def test_only_proc_starts_programs() -> None:
+    offenders = [
+        str(m.relative_to(SRC))
+        for m in _modules()
+        if m != PACKAGE / "proc.py" and "subprocess" in _stdlib_imports(m)
+    ]
+    assert offenders == [], "run programs through shifter.proc"
+
+
+def _stdlib_imports(module_path: Path) -> set[str]:
+    tree = ast.parse(module_path.read_text(), filename=str(module_path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
 
 
 def test_nothing_imports_the_clis() -> None:

@@ -12,33 +12,35 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from typing import TextIO
+
+TYPE_CHECKING = False  # the `typing` module itself costs start-up time on the launch path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TextIO
 
 EXIT_INTERRUPTED = 130
 EXIT_BUG = 70  # EX_SOFTWARE: an internal error, not the user's
 
 
-def log_prefix() -> str:
-    """`host:pid`, the prefix of every log line."""
-    return f"{os.uname().nodename}:{os.getpid()}"
+def log_format() -> str:
+    """`host:pid LEVEL logger: message`; the pid is the record's, so forks stay right."""
+    return f"{os.uname().nodename}:%(process)d %(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging(
     *, debug: bool = False, level: str = "WARNING", stream: TextIO | None = None
 ) -> None:
-    """Send log records to stderr as `host:pid LEVEL logger: message`; once per process."""
+    """Log to stderr with the `host:pid` prefix. Calling it again only changes the level:
+    the handler is installed once per process."""
     import logging
 
     root = logging.getLogger()
-    if getattr(configure_logging, "_configured", False):
-        root.setLevel(logging.DEBUG if debug else level)
-        return
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{log_prefix()} %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
+    if not any(getattr(h, "shifter_handler", False) for h in root.handlers):
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(logging.Formatter(log_format()))
+        handler.shifter_handler = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else level)
-    configure_logging._configured = True  # type: ignore[attr-defined]
 
 
 def report_error(
