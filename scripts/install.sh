@@ -81,6 +81,11 @@ install -d -m 0755 /var/udiMount /var/udiLoopMount /etc/shifter
 for user in shifterdemo shiftertest1 shiftertest2; do
     id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$user"
 done
+# The gateway's remote-platform tests log in to a private sshd as this account. Its
+# password is '*' (no password, not locked): sshd without PAM refuses '!'-locked accounts.
+id shiftergw >/dev/null 2>&1 || useradd --system --create-home --shell /bin/sh --password '*' shiftergw
+# sshd's privilege-separation directory (tmpfs /run loses it at boot; systemd recreates it).
+install -d -m 0755 /run/sshd
 getent group shiftertestgrp >/dev/null || groupadd shiftertestgrp
 id -nG shiftertest1 | grep -qw shiftertestgrp || usermod -aG shiftertestgrp shiftertest1
 
