@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+
+from shifter.errors import ToolError
+from shifter.proc import run
 from tests.services.leftovers import process_running, processes_mentioning
 from tests.services.munged import (
     EMUNGE_CRED_INVALID,
@@ -38,9 +41,6 @@ from tests.services.registry_http import (
 )
 from tests.services.tls import make_signing_key
 from tests.services.token_issuer import TokenIssuer
-
-from shifter.errors import ToolError
-from shifter.proc import run
 
 NOBODY_UID = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
