@@ -24,14 +24,15 @@ ALLOWED: dict[str, set[str]] = {
     "ocibuild": {"image", "registry"},
     "engine": {"image", "registry", "convert"},
     "munge": set(),
+    "gwclient": {"image", "munge"},
     "sys": set(),
     "devtools": set(),
     "gateway": {"image", "registry", "convert", "engine", "munge", "devtools"},
-    "runtime": {"image", "munge", "sys"},
+    "runtime": {"image", "munge", "sys", "gwclient"},
     "wlm": {"runtime", "image", "munge", "sys"},
     "cli": {
         "image", "registry", "convert", "engine", "ocibuild", "munge", "sys", "devtools",
-        "gateway", "runtime", "wlm",
+        "gateway", "gwclient", "runtime", "wlm",
     },
 }
 

@@ -1,29 +1,85 @@
-"""`shifterimg`: the image gateway's client (pull, lookup, images, login, expire, import)."""
+"""`shifterimg`: the image gateway's client (pull, lookup, images, login, expire, import).
+
+As in the original, udiRoot.conf is loaded and validated before anything else (only
+`--help` works without it): `imageGateway` names the gateways, `system` this cluster,
+`gatewayTimeout` bounds each request. Options may come before the subcommand, as the
+original required, or after it. Exit status: 0 success, 1 failure (the message says
+which), 2 a usage error, 130 interrupted. `docs/shifterimg.md` describes every command.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
 from shifter.cli import common
 
 PROG = "shifterimg"
+EPILOG = (
+    "IMAGE is [TYPE:]NAME, e.g. docker:ubuntu:22.04 or ubuntu:22.04 (TYPE defaults to "
+    "udiRoot.conf's defaultImageType). SHIFTER_CONFIG names another udiRoot.conf, "
+    "SHIFTER_MUNGE_SOCKET another munged socket."
+)
 
 
-def _run() -> int:
-    from shifter.errors import ShifterError
+def build_parser() -> argparse.ArgumentParser:
+    from shifter.cli import (
+        shifterimg_expire,
+        shifterimg_images,
+        shifterimg_import,
+        shifterimg_login,
+        shifterimg_lookup,
+        shifterimg_pull,
+    )
+
+    # SUPPRESS: an option given before the subcommand is not reset by the subparser's default.
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+        help="print every gateway reply (Message: ...) and each status on its own line",
+    )
+    shared.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS,
+        help="log each request and show the traceback of an error",
+    )
+    parser = argparse.ArgumentParser(
+        prog=PROG, parents=[shared], epilog=EPILOG,
+        description="Pull, list and look up the container images of this system's "
+        "image gateway.",
+    )
+    shifterimg_pull.add_acl_options(parser, main=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parents = [shared]
+    shifterimg_pull.add_parser(subparsers, parents)
+    shifterimg_lookup.add_parser(subparsers, parents)
+    shifterimg_images.add_parser(subparsers, parents)
+    shifterimg_login.add_parsers(subparsers, parents)
+    shifterimg_expire.add_parsers(subparsers, parents)
+    shifterimg_import.add_parser(subparsers, parents)
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    from shifter.cli.shifterimg_common import Context
     from shifter.runtime.config import load_udiroot_config
 
-    load_udiroot_config()
-    raise ShifterError(
-        "shifterimg is not built yet in this version",
-        hint="the configuration is valid; the client arrives with the gateway issue",
-    )
+    parser = build_parser()
+    if "-h" in argv or "--help" in argv:
+        parser.parse_args(argv)  # prints the help and exits 0
+    config = load_udiroot_config()
+    args = parser.parse_args(argv)
+    if getattr(args, "debug", False):
+        common.configure_logging(debug=True)
+    if args.command != "pull" and ("main_user" in args or "main_group" in args):
+        parser.error("--user and --group only apply to pull")
+    ctx = Context(config, verbose=getattr(args, "verbose", False))
+    return args.run(args, ctx)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    return common.run_command(PROG, _run, debug="--debug" in args)
+    return common.run_command(PROG, lambda: _run(args), debug="--debug" in args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,153 @@
+"""One HTTP exchange with one gateway, on the standard library's `http.client`.
+
+`http.client` (and with it `email.parser` and `ssl`) is imported on the first request, not
+when `shifter.gwclient` is imported: `shifter` imports the client on its launch path and
+only some launches ask the gateway anything. https uses the system's CA store (OpenSSL's
+default paths, so `SSL_CERT_FILE`/`SSL_CERT_DIR` work as for curl).
+
+`gatewayTimeout` bounds the whole exchange with one gateway, as CURLOPT_TIMEOUT did: each
+socket operation gets only what is left of it, so a gateway dribbling bytes cannot hold a
+launch for longer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import namedtuple
+from collections.abc import Mapping
+
+from shifter.gwclient.proxy import proxy_for
+from shifter.gwclient.urls import GatewayURL
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import http.client
+    import ssl
+
+# A list reply of ten thousand images is a few MiB; anything near this is not our gateway.
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+_CHUNK = 64 * 1024
+
+
+class Reply(namedtuple("Reply", "status media_type body")):
+    """A complete HTTP reply: `status`, `media_type` (lower case, no parameters), `body`."""
+
+    __slots__ = ()
+
+    @property
+    def is_json(self) -> bool:
+        return self.media_type == "application/json"
+
+
+class TransportError(Exception):
+    """No complete reply arrived; `problem` says why in a few words."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def exchange(
+    gateway: GatewayURL,
+    method: str,
+    path: str,
+    *,
+    headers: Mapping[str, str],
+    body: bytes | None = None,
+    timeout: float | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> Reply:
+    """Send one request to `gateway` and read the whole reply, or raise `TransportError`."""
+    import http.client
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    connection, target = _connection(gateway, path, timeout, environ)
+    try:
+        connection.request(method, target, body=body, headers=dict(headers))
+        _shrink_timeout(connection, deadline)
+        response = connection.getresponse()
+        data = _read_body(connection, response, deadline)
+        media_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
+        return Reply(response.status, media_type, data)
+    except TimeoutError:
+        raise TransportError(f"no complete reply within {timeout:g} s (gatewayTimeout)") from None
+    except ConnectionRefusedError:
+        raise TransportError("connection refused") from None
+    except OSError as exc:
+        raise TransportError(_describe_os_error(exc)) from None
+    except http.client.HTTPException as exc:
+        raise TransportError(f"broken HTTP reply ({type(exc).__name__}: {exc})") from None
+    finally:
+        connection.close()
+
+
+def _connection(
+    gateway: GatewayURL, path: str, timeout: float | None, environ: Mapping[str, str]
+) -> tuple[http.client.HTTPConnection, str]:
+    import http.client
+
+    proxy = proxy_for(gateway, environ)
+    if gateway.scheme == "https":
+        context = _tls_context()
+        if proxy is None:
+            return http.client.HTTPSConnection(
+                gateway.host, gateway.port, timeout=timeout, context=context
+            ), gateway.prefix + path
+        tunnel = http.client.HTTPSConnection(
+            proxy.host, proxy.port, timeout=timeout, context=context
+        )
+        tunnel.set_tunnel(gateway.host, gateway.port)
+        return tunnel, gateway.prefix + path
+    if proxy is None:
+        return http.client.HTTPConnection(
+            gateway.host, gateway.port, timeout=timeout
+        ), gateway.prefix + path
+    # A plain-HTTP proxy takes the absolute URL as the request target.
+    return http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout), gateway.url(path)
+
+
+def _tls_context() -> ssl.SSLContext:
+    import ssl
+
+    return ssl.create_default_context()
+
+
+def _shrink_timeout(connection: http.client.HTTPConnection, deadline: float | None) -> None:
+    if deadline is None or connection.sock is None:
+        return
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    connection.sock.settimeout(left)
+
+
+def _read_body(
+    connection: http.client.HTTPConnection,
+    response: http.client.HTTPResponse,
+    deadline: float | None,
+) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        _shrink_timeout(connection, deadline)
+        chunk = response.read(_CHUNK)
+        if not chunk:
+            return b"".join(parts)
+        size += len(chunk)
+        if size > MAX_REPLY_BYTES:
+            raise TransportError(f"reply larger than {MAX_REPLY_BYTES} bytes")
+        parts.append(chunk)
+
+
+def _describe_os_error(exc: OSError) -> str:
+    # ssl.SSLError is an OSError; its reason reads better than its errno.
+    reason = getattr(exc, "reason", None)
+    verify = getattr(exc, "verify_message", None)
+    if verify:
+        return f"TLS certificate not trusted ({verify})"
+    if reason:
+        return f"TLS failed ({reason})"
+    if exc.strerror:
+        return f"cannot connect ({exc.strerror})"
+    return f"cannot connect ({type(exc).__name__}: {exc})"

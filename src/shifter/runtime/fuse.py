@@ -1,0 +1,146 @@
+"""Mounting a squashfs image without privilege: squashfuse on a /dev/fuse descriptor that
+the launcher opened and mounted itself (facts: ../shared/notes/rootless-and-squashfs.md).
+
+The order is forced by the kernel:
+
+1. in the new *user* namespace (not yet the mount namespace), open /dev/fuse: the fuse
+   mount accepts only a descriptor opened by a process of the namespace that mounts it;
+2. fork the server process now, so it stays in the host's mount namespace. It detaches
+   (double fork, own session: terminal signals do not reach it, and it is not a child of
+   the user's command, which might wait for all its children) and waits on a pipe;
+3. the launcher unshares its mount namespace and mounts `fuse.squashfuse` with `fd=N`;
+4. the launcher tells the server to go: it execs `squashfuse -f IMAGE /dev/fd/N`.
+
+The server lives outside the container's mount namespace, so it does not keep that
+namespace alive: when the container's last process exits, the namespace and its mounts
+go, the kernel aborts the fuse connection, and squashfuse exits. Nothing to clean up.
+If the launcher dies before step 4, the pipe closes and the server exits without running.
+
+squashfuse is found in fixed system directories, never through the caller's PATH.
+"""
+
+from __future__ import annotations
+
+import os
+
+from shifter.errors import ShifterError
+from shifter.sys.mount import MountFlag, mount
+
+SEARCH_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")
+# The low-level implementation first: fewer copies per request. Same options, same package.
+SERVERS = ("squashfuse_ll", "squashfuse")
+FILESYSTEM = "fuse.squashfuse"
+FUSE_DEVICE = "/dev/fuse"
+IMAGE_MOUNT_FLAGS = MountFlag.NOSUID | MountFlag.NODEV | MountFlag.RDONLY
+GO = b"1"
+
+
+class FuseError(ShifterError):
+    """The image could not be mounted with squashfuse."""
+
+
+def find_squashfuse() -> str:
+    for name in SERVERS:
+        for directory in SEARCH_DIRS:
+            path = os.path.join(directory, name)
+            if os.access(path, os.X_OK):
+                return path
+    raise FuseError(
+        f"squashfuse is not installed (looked in {', '.join(SEARCH_DIRS)})",
+        hint="install the squashfuse package: unprivileged launches mount images with it",
+    )
+
+
+def open_fuse_device() -> int:
+    try:
+        return os.open(FUSE_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as error:
+        raise FuseError(
+            f"cannot open {FUSE_DEVICE}: {error.strerror}",
+            hint=f"the site must make {FUSE_DEVICE} usable by users (mode 0666)",
+        ) from None
+
+
+class SquashfuseServer:
+    """A squashfuse process prepared for one image (steps 1-2), mounted by `mount`."""
+
+    def __init__(self, image: str, *, verbose: bool = False) -> None:
+        self.image = image
+        self.target = ""
+        self.intermediate = 0
+        program = find_squashfuse()
+        self.fuse_fd = open_fuse_device()
+        read_end, self.gate = os.pipe2(os.O_CLOEXEC)
+        try:
+            self._fork(program, read_end, verbose)
+        finally:
+            os.close(read_end)
+
+    def _fork(self, program: str, read_end: int, verbose: bool) -> None:
+        child = os.fork()
+        if child == 0:
+            status = 1
+            try:
+                os.setsid()
+                if os.fork() == 0:
+                    self._serve(program, read_end, verbose)  # never returns
+                status = 0
+            finally:
+                os._exit(status)
+        # Reaped in `wait_ready`: waiting here would put two forks on the critical path.
+        self.intermediate = child
+
+    def _serve(self, program: str, read_end: int, verbose: bool) -> None:
+        # The detached server: any failure here must end this process, never return.
+        try:
+            os.close(self.gate)
+            if os.read(read_end, 1) != GO:
+                os._exit(0)  # the launcher gave up or died
+            null = os.open(os.devnull, os.O_RDWR)
+            for target in (0, 1) if verbose else (0, 1, 2):
+                os.dup2(null, target)
+            os.chdir("/")  # hold no host directory busy
+            fd = self.fuse_fd
+            os.set_inheritable(fd, True)
+            os.closerange(3, fd)
+            os.closerange(fd + 1, max(os.sysconf("SC_OPEN_MAX"), fd + 1))
+            os.execv(program, [program, "-f", self.image, f"/dev/fd/{fd}"])
+        finally:
+            os._exit(127)
+
+    def mount(self, target: str, uid: int, gid: int) -> None:
+        """Steps 3-4: mount the fuse filesystem at `target` (in the launcher's new mount
+        namespace) and start the server; it gets ready while the caller goes on."""
+        options = (
+            f"fd={self.fuse_fd},rootmode=40000,user_id={uid},group_id={gid},default_permissions"
+        )
+        self.target = target
+        try:
+            mount("squashfuse", target, FILESYSTEM, IMAGE_MOUNT_FLAGS, options)
+            os.write(self.gate, GO)
+        finally:
+            self.close()
+
+    def wait_ready(self) -> None:
+        """Block until the server answers (its FUSE_INIT reply comes before any other)."""
+        self.reap()
+        try:
+            os.stat(self.target)
+        except OSError as error:
+            raise FuseError(
+                f"squashfuse could not serve {self.image}: {error.strerror}",
+                hint="check the image file (run with --verbose to see squashfuse's messages)",
+            ) from None
+
+    def reap(self) -> None:
+        """Collect the short-lived intermediate process of the double fork."""
+        if self.intermediate > 0:
+            os.waitpid(self.intermediate, 0)
+            self.intermediate = 0
+
+    def close(self) -> None:
+        """Release the launcher's descriptors; before `mount`, this makes the server exit."""
+        for fd in (self.gate, self.fuse_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.gate = self.fuse_fd = -1

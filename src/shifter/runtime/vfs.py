@@ -1,0 +1,337 @@
+"""Building the container's root filesystem at udiMount (the original's `mountImageVFS`).
+
+The same builder serves both paths; `BuildMode` says which:
+
+- `USER_NAMESPACE`: run by the user's `shifter` inside its own new user and mount
+  namespaces. The image is mounted by squashfuse; /proc, /sys, /dev, /tmp and /var/tmp
+  are recursive binds of the host's (a fresh proc needs a PID namespace; and host mounts
+  with submounts can only be bound together with them); perNodeCache is refused.
+- `ROOT`: run as root (setupRoot). The image is loop-mounted; /proc is a fresh proc
+  mount, /sys a plain bind.
+
+How the image is mounted is the caller's `ImageMounter`; everything else is here, in the
+original's order:
+
+1. the image at loopMount (its server starts while the rest is built);
+2. a `rootfsType` filesystem at udiMount (nosuid, nodev, private), the skeleton
+   directories and `var/shifterConfig.json`;
+3. sitePreMountHook, siteFs, sitePostMountHook, each active module's siteFs;
+4. /etc (etc.py), /opt/udiImage from optUdiImage and the modules' copyPath (read-only),
+   the modules' roothooks;
+5. /proc, /sys, /dev, /tmp, /var/tmp;
+6. the image's content (imagebind.py): `/`, `/var`, `/opt`, then `/etc`;
+7. the user's volumes (volumes.py: resolved with the path guard, race-free binds);
+8. the root remounted read-only unless mountUdiRootWritable=1.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Sequence
+
+from shifter.errors import ShifterError
+from shifter.runtime import volumes
+from shifter.runtime.binds import bind, bind_staged, restrictions
+from shifter.runtime.config import ModuleConfig, UdiRootConfig
+from shifter.runtime.etc import write_etc
+from shifter.runtime.hooks import run_hook
+from shifter.runtime.imagebind import ImageTree
+from shifter.runtime.pathguard import fd_path
+from shifter.runtime.trace import Steps
+from shifter.runtime.volumespec import VolumeSpec, volume_signature
+from shifter.sys.mount import MountFlag, kept_flags, mount
+
+SKELETON = (
+    ("etc", 0o755),
+    ("etc/udiImage", 0o755),
+    ("opt", 0o755),
+    ("opt/udiImage", 0o755),
+    ("opt/udiImage/modules", 0o755),
+    ("var", 0o755),
+    ("var/spool", 0o755),
+    ("var/run", 0o755),
+    ("var/tmp", 0o755),
+    ("var/empty", 0o700),
+    ("proc", 0o755),
+    ("sys", 0o755),
+    ("dev", 0o755),
+    ("tmp", 0o755),
+)
+STAGING = ".shifter-staging"  # where volumes are configured before being moved in place
+SIGNATURE_FILE = "var/shifterConfig.json"
+ROOT_FLAGS = MountFlag.NOSUID | MountFlag.NODEV
+PROPAGATION = {"private": MountFlag.PRIVATE, "slave": MountFlag.SLAVE}
+
+
+class BuildMode(enum.Enum):
+    USER_NAMESPACE = "user namespace"
+    ROOT = "root"
+
+
+ImageMounter = Callable[[str], None]  # mounts the image read-only at the given directory
+
+
+class ContainerPlan:
+    """Everything the build needs, decided before any mount. (Plain class: launch path.)"""
+
+    __slots__ = (
+        "config",
+        "etc_files",
+        "image_mounter",
+        "image_path",
+        "mode",
+        "modules",
+        "signature",
+        "steps",
+        "user_volumes",
+        "wait_for_image",
+    )
+
+    def __init__(
+        self,
+        config: UdiRootConfig,
+        mode: BuildMode,
+        *,
+        image_path: str,
+        image_mounter: ImageMounter | None,
+        modules: Sequence[ModuleConfig],
+        user_volumes: Sequence[VolumeSpec],
+        etc_files: dict[str, bytes],
+        signature: str,
+        wait_for_image: Callable[[], None] | None = None,
+        steps: Steps | None = None,
+    ) -> None:
+        self.config = config
+        self.mode = mode
+        self.image_path = image_path  # the image file, or the directory of a directory image
+        self.image_mounter = image_mounter  # None: a directory image, used in place
+        self.wait_for_image = wait_for_image  # blocks until the mounted image answers
+        self.modules = tuple(modules)
+        self.user_volumes = tuple(user_volumes)
+        self.etc_files = etc_files
+        self.signature = signature
+        self.steps = steps or Steps(False)
+
+
+def container_signature(
+    image_id: str, user: str, user_volumes: Sequence[VolumeSpec], modules: Sequence[str]
+) -> str:
+    """The original's reuse signature (its `shifterConfig.json`, byte for byte)."""
+    volume_map = volume_signature(user_volumes)
+    module_list = "".join(f"{name}," for name in modules)
+    return (
+        f'{{"identifier":"{image_id}","user":"{user}","volMap":"{volume_map}",'
+        f'"modules":"{module_list}"}}'
+    )
+
+
+def _existing_directory(path: str, key: str, config: UdiRootConfig) -> None:
+    if not os.path.isdir(path):
+        raise config.error(
+            key,
+            f"{key} {path} does not exist or is not a directory",
+            hint="the site install creates it (scripts/install.sh)",
+        )
+
+
+class _Builder:
+    def __init__(self, plan: ContainerPlan) -> None:
+        self.plan = plan
+        self.config = plan.config
+        self.root = plan.config.udi_mount
+        self.user_ns = plan.mode is BuildMode.USER_NAMESPACE
+        self.staging = os.path.join(self.root, STAGING)
+
+    def path(self, relative: str) -> str:
+        return os.path.join(self.root, relative)
+
+    def propagation(self, spec: VolumeSpec) -> MountFlag:
+        return PROPAGATION[spec.propagation or self.config.mount_propagation_style]
+
+    def build(self) -> None:
+        umask = os.umask(0o022)  # the modes below are meant as written
+        try:
+            self._build()
+        finally:
+            os.umask(umask)
+
+    def _build(self) -> None:
+        config = self.config
+        _existing_directory(config.udi_mount, "udiMount", config)
+        image_root = self.plan.image_path
+        if self.plan.image_mounter is not None:
+            _existing_directory(config.loop_mount, "loopMount", config)
+            self.plan.image_mounter(config.loop_mount)
+            image_root = config.loop_mount
+        steps = self.plan.steps
+        steps.done("image mounted")
+        mount(config.rootfs_type, self.root, config.rootfs_type, ROOT_FLAGS, "mode=755")
+        mount(None, self.root, None, MountFlag.PRIVATE | MountFlag.REC)
+        for relative, mode in SKELETON:
+            os.mkdir(self.path(relative), mode)
+        os.mkdir(self.staging, 0o700)
+        self.write_signature()
+        self.site_layer()
+        steps.done("root, site filesystems, /etc")
+        self.kernel_interfaces()
+        steps.done("/proc, /sys, /dev, /tmp")
+        if self.plan.wait_for_image is not None:
+            self.plan.wait_for_image()
+            steps.done("image server ready")
+        self.image_content(image_root)
+        steps.done("image content")
+        self.user_volumes()
+        os.rmdir(self.staging)
+        if not config.mount_udi_root_writable:
+            mount(None, self.root, None, MountFlag.REMOUNT | ROOT_FLAGS | MountFlag.RDONLY)
+        steps.done("volumes")
+
+    def write_signature(self) -> None:
+        fd = os.open(self.path(SIGNATURE_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, (self.plan.signature + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def site_layer(self) -> None:
+        config = self.config
+        if config.site_pre_mount_hook:
+            run_hook(config.site_pre_mount_hook, "sitePreMountHook", self.root)
+        for site in config.site_fs:
+            self.site_volume(site.spec, str(site.origin))
+        if config.site_post_mount_hook:
+            run_hook(config.site_post_mount_hook, "sitePostMountHook", self.root)
+        for module in self.plan.modules:
+            for site in module.site_fs:
+                self.site_volume(site.spec, str(site.origin))
+        write_etc(self.path("etc"), self.plan.etc_files)
+        site_content = ImageTree(restrictions(read_only=True), recursive=self.user_ns, skip=())
+        if config.opt_udi_image:
+            site_content.add(config.opt_udi_image, self.path("opt/udiImage"))
+        for module in self.plan.modules:
+            if module.copy_path:
+                target = self.path(f"opt/udiImage/modules/{module.name}")
+                os.mkdir(target, 0o755)
+                site_content.add(module.copy_path, target)
+        for module in self.plan.modules:
+            if module.roothook:
+                run_hook(module.roothook, module.key("roothook"), self.root)
+
+    def site_volume(self, spec: VolumeSpec, origin: str) -> None:
+        volumes.check_site_volume(spec, origin)
+        if spec.per_node_cache is not None:
+            raise volumes.VolumeError(
+                f"{origin}: site volume {spec}: perNodeCache volumes are made by setupRoot"
+            )
+        source = volumes.host_source(spec, origin)
+        root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            target = volumes.destination(
+                root_fd,
+                spec,
+                origin,
+                user=False,
+                root_device=os.fstat(root_fd).st_dev,
+                devices=None,
+            )
+        finally:
+            os.close(root_fd)
+        is_dev = source == "/dev" or source.startswith("/dev/")
+        try:
+            bind_staged(
+                source,
+                fd_path(target.fd),
+                self.staging,
+                flags=restrictions(read_only=spec.read_only, nodev=not is_dev),
+                recursive=spec.recursive or source == "/dev" or self.user_ns,
+                propagation=self.propagation(spec),
+            )
+        finally:
+            target.close()
+
+    def kernel_interfaces(self) -> None:
+        nosuid_nodev = restrictions(read_only=False)
+        proc_flags = nosuid_nodev | MountFlag.NOEXEC
+        if self.user_ns:
+            self.host_bind("/proc", "proc", proc_flags, recursive=True)
+        else:
+            mount("proc", self.path("proc"), "proc", proc_flags)
+        self.host_bind("/sys", "sys", nosuid_nodev, recursive=self.user_ns)
+        self.host_bind("/dev", "dev", MountFlag.NOSUID, recursive=True)
+        self.host_bind("/tmp", "tmp", nosuid_nodev, recursive=self.user_ns)
+        if os.access("/var/tmp", os.X_OK):
+            self.host_bind("/var/tmp", "var/tmp", nosuid_nodev, recursive=self.user_ns)
+
+    def host_bind(self, source: str, relative: str, flags: MountFlag, *, recursive: bool) -> None:
+        private = MountFlag.PRIVATE
+        bind(source, self.path(relative), flags=flags, recursive=recursive, propagation=private)
+
+    def image_content(self, image_root: str) -> None:
+        directory_image = self.plan.image_mounter is None
+        flags = restrictions(read_only=not directory_image)
+        tree = ImageTree(
+            flags,
+            recursive=directory_image and self.user_ns,
+            skip=(self.config.udi_mount, self.config.loop_mount),
+            # An image file is one mount, so one statvfs serves every bind from it; a
+            # directory image may span several mounts.
+            source_flags=None if directory_image else kept_flags(image_root),
+        )
+        tree.add(image_root, self.root)
+        tree.add(os.path.join(image_root, "var"), self.path("var"))
+        tree.add(os.path.join(image_root, "opt"), self.path("opt"))
+        os.mkdir(self.path("etc/ssh"), 0o755)
+        tree.add(os.path.join(image_root, "etc"), self.path("etc"), etc=True)
+
+    def user_volumes(self) -> None:
+        if not self.plan.user_volumes:
+            return
+        root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            root_device = os.fstat(root_fd).st_dev
+            devices = {root_device}
+            image_dir = self.config.loop_mount if self.plan.image_mounter else self.plan.image_path
+            for path in (image_dir, self.path("tmp"), self.path("var/tmp")):
+                devices.add(os.stat(path).st_dev)
+            for spec in self.plan.user_volumes:
+                self.user_volume(root_fd, spec, root_device, devices)
+        finally:
+            os.close(root_fd)
+
+    def user_volume(
+        self, root_fd: int, spec: VolumeSpec, root_device: int, devices: set[int]
+    ) -> None:
+        origin = "--volume"
+        if spec.per_node_cache is not None and self.user_ns:
+            raise volumes.VolumeError(
+                f"volume {spec}: perNodeCache needs the privileged path",
+                hint="ask for it when the job starts (the batch system's setupRoot), or "
+                "use a directory under /tmp",
+            )
+        source = volumes.container_source(root_fd, spec, origin)
+        try:
+            target = volumes.destination(
+                root_fd, spec, origin, user=True, root_device=root_device, devices=devices
+            )
+            try:
+                bind_staged(
+                    fd_path(source.fd),
+                    fd_path(target.fd),
+                    self.staging,
+                    flags=restrictions(read_only=spec.read_only),
+                    propagation=self.propagation(spec),
+                )
+            except ShifterError as error:
+                raise volumes.VolumeError(
+                    f"volume {spec}: cannot bind {source.path} onto {target.path}: {error}"
+                ) from None
+            finally:
+                target.close()
+        finally:
+            source.close()
+
+
+def build_container(plan: ContainerPlan) -> None:
+    """Build the container root at udiMount (in the current mount namespace)."""
+    _Builder(plan).build()

@@ -1,0 +1,103 @@
+"""mount(2), umount2(2) and the mount flags a remount must keep.
+
+In a user namespace, a mount inherited from the host is "locked": a remount may add
+restrictions (nosuid, nodev, rdonly, noexec) but must repeat the ones it already has, and
+must not change its atime mode. `kept_flags` reads them (statvfs) so a bind's remount can
+carry them over.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+
+from shifter.sys.libc import check, encode, libc, raise_oserror
+
+
+class MountFlag(enum.IntFlag):
+    """The MS_* flags of mount(2)."""
+
+    RDONLY = 1
+    NOSUID = 2
+    NODEV = 4
+    NOEXEC = 8
+    SYNCHRONOUS = 16
+    REMOUNT = 32
+    MANDLOCK = 64
+    DIRSYNC = 128
+    NOSYMFOLLOW = 256
+    NOATIME = 1024
+    NODIRATIME = 2048
+    BIND = 4096
+    MOVE = 8192
+    REC = 16384
+    SILENT = 32768
+    UNBINDABLE = 1 << 17
+    PRIVATE = 1 << 18
+    SLAVE = 1 << 19
+    SHARED = 1 << 20
+    RELATIME = 1 << 21
+    STRICTATIME = 1 << 24
+
+
+NO_FLAGS = MountFlag(0)
+
+
+class UmountFlag(enum.IntFlag):
+    """The flags of umount2(2)."""
+
+    FORCE = 1
+    DETACH = 2
+    EXPIRE = 4
+    NOFOLLOW = 8
+
+
+NO_UMOUNT_FLAGS = UmountFlag(0)
+
+# statvfs f_flag bit -> the MS_* flag a remount must repeat.
+_STATVFS_KEPT = (
+    (os.ST_RDONLY, MountFlag.RDONLY),
+    (os.ST_NOSUID, MountFlag.NOSUID),
+    (os.ST_NODEV, MountFlag.NODEV),
+    (os.ST_NOEXEC, MountFlag.NOEXEC),
+    (os.ST_NOATIME, MountFlag.NOATIME),
+    (os.ST_NODIRATIME, MountFlag.NODIRATIME),
+    (os.ST_RELATIME, MountFlag.RELATIME),
+)
+_ATIME_FLAGS = MountFlag.NOATIME | MountFlag.RELATIME
+
+
+def mount(
+    source: str | None,
+    target: str,
+    fstype: str | None,
+    flags: MountFlag,
+    data: str | None = None,
+) -> None:
+    """mount(2); raises `SyscallError` naming every argument."""
+    result = libc().mount(
+        encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)
+    )
+    check(result, "mount", source, target, fstype, flags, data)
+
+
+def umount(target: str, flags: UmountFlag = NO_UMOUNT_FLAGS) -> None:
+    """umount2(2)."""
+    check(libc().umount2(encode(target), ctypes.c_int(flags)), "umount2", target, flags)
+
+
+def kept_flags(path: str) -> MountFlag:
+    """The flags of the mount at `path` that a remount of it must repeat (atime mode too)."""
+    try:
+        info = os.statvfs(path)
+    except OSError as error:
+        raise raise_oserror(error, "statvfs", path) from None
+    flags = NO_FLAGS
+    for bit, flag in _STATVFS_KEPT:
+        if info.f_flag & bit:
+            flags |= flag
+    if not flags & _ATIME_FLAGS:
+        # Neither noatime nor relatime: the mount is strictatime, and must stay so.
+        flags |= MountFlag.STRICTATIME
+    return flags

@@ -1,0 +1,57 @@
+"""unshare(2), setns(2) and the id maps of a new user namespace."""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+
+from shifter.sys.libc import check, libc, raise_oserror
+
+
+class Namespace(enum.IntFlag):
+    """The CLONE_NEW* flags of unshare(2) and setns(2)."""
+
+    NEWNS = 0x00020000
+    NEWCGROUP = 0x02000000
+    NEWUTS = 0x04000000
+    NEWIPC = 0x08000000
+    NEWUSER = 0x10000000
+    NEWPID = 0x20000000
+    NEWNET = 0x40000000
+
+
+def unshare(flags: Namespace) -> None:
+    """unshare(2). (os.unshare exists only from Python 3.12.)"""
+    check(libc().unshare(ctypes.c_int(flags)), "unshare", flags)
+
+
+def setns(fd: int, nstype: Namespace | int = 0) -> None:
+    """setns(2) into the namespace `fd` refers to (0: any type)."""
+    check(libc().setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", fd, nstype)
+
+
+def _write_proc(name: str, text: str) -> None:
+    path = f"/proc/self/{name}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise raise_oserror(error, "write", path, text) from None
+
+
+def enter_user_namespace(uid: int, gid: int) -> None:
+    """Unshare a user namespace in which this process keeps its own uid and gid.
+
+    Only the caller's own ids are mapped (what an unprivileged process may write), so
+    setgroups must be denied first: the supplementary groups stay what they were and show
+    as the overflow gid. The process has every capability inside the new namespace until
+    it execs a program as a non-zero uid.
+    """
+    unshare(Namespace.NEWUSER)
+    _write_proc("setgroups", "deny")
+    _write_proc("uid_map", f"{uid} {uid} 1")
+    _write_proc("gid_map", f"{gid} {gid} 1")
