@@ -1,6 +1,7 @@
 """`shifter-imagegw`: the image gateway's command, one module per subcommand.
 
     shifter-imagegw convert IMAGE_REF DEST_DIR   pull and convert one image (cli/imagegw_convert)
+    shifter-imagegw serve                        run the gateway: REST API and workers (cli/imagegw_serve)
 
 Each subcommand module provides `add_parser(subparsers)`, which registers its options and
 sets `handler` to the function that runs it. Heavy imports happen inside the handlers.
@@ -13,10 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from shifter import __version__
-from shifter.cli import common, imagegw_convert
+from shifter.cli import common, imagegw_convert, imagegw_serve
 
 PROG = "shifter-imagegw"
-SUBCOMMANDS = (imagegw_convert,)
+SUBCOMMANDS = (imagegw_convert, imagegw_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

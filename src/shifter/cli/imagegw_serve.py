@@ -1,0 +1,103 @@
+"""`shifter-imagegw serve`: run the image gateway's REST API and its workers.
+
+The configuration is `--config`, else GWCONFIG, else /etc/shifter/imagemanager.json, and
+must name at least one platform. The API listens on `--host` (default 0.0.0.0) and
+`--port` (default 5000, the original's). `--workers N` runs N server processes (default 1),
+each with WorkerThreads worker threads; all coordinate through the metadata store. Service
+settings (leases, request limits) come from SHIFTER_IMAGEGW_* variables (docs/gateway.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Any
+
+DEFAULT_PORT = 5000
+DEFAULT_HOST = "0.0.0.0"
+# Bounds on idle and slow connections; request bodies are bounded by the app itself.
+KEEP_ALIVE_S = 5
+GRACEFUL_S = 30
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the image gateway (REST API and pull workers)",
+        description="Serve the image gateway's REST API and run its pull workers.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="imagemanager.json (default: "
+                        "GWCONFIG, else /etc/shifter/imagemanager.json)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="server processes, each with WorkerThreads pull threads (default 1)")
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS,
+        help="debug logging, and a traceback on errors",
+    )
+    parser.set_defaults(handler=run)
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """Logging for uvicorn and the gateway: host:pid, request id, one line per request."""
+    from shifter.gateway.app import log_format
+
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": "shifter.gateway.app.RequestIdFilter"}},
+        "formatters": {"gateway": {"format": log_format()}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "gateway",
+                "filters": ["request_id"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {
+            "uvicorn.access": {"level": "WARNING"},  # the app logs each request itself
+            "httpx": {"level": "WARNING"},
+        },
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from shifter.errors import ConfigError
+    from shifter.gateway.config import gateway_config_path, load_gateway_config
+    from shifter.gateway.settings import ServiceSettings
+
+    config = load_gateway_config(args.config)
+    if not config.platforms:
+        raise ConfigError(
+            "names no Platforms: the gateway would have no system to serve",
+            source=config.source,
+            key="Platforms",
+            hint='add one, e.g. "Platforms": {"mycluster": {"accesstype": "local", '
+            '"local": {"imageDir": "/images"}}}',
+        )
+    ServiceSettings.from_environ()  # refuse bad SHIFTER_IMAGEGW_* values before starting
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    level = "debug" if getattr(args, "debug", False) else config.log_level
+    # Every server process loads the same file: pass it on by GWCONFIG.
+    os.environ["GWCONFIG"] = os.path.abspath(gateway_config_path(args.config)[0])
+    logging.getLogger(__name__).info("serving on %s:%d", args.host, args.port)
+    uvicorn.run(
+        "shifter.gateway.app:create_app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=_log_config(level),
+        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=GRACEFUL_S,
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0

@@ -1,0 +1,185 @@
+"""The REST API: the original's paths, methods and JSON (gateway contract §1).
+
+    GET  /                                         text: the API's verbs
+    GET  /api/list/{system}/                       {"list": [record, ...]}
+    GET  /api/lookup/{system}/{type}/{tag}/        record (404: none the caller may read)
+    POST /api/pull/{system}/{type}/{tag}/          record (INIT, in flight, or READY)
+    POST /api/doimport/{system}/{type}/{tag}/      record
+    GET  /api/expire/{system}/{type}/{tag}/        {"status": true | null}      (admins)
+    GET  /api/autoexpire/{system}/                 {"status": [id, ...]}         (admins)
+    GET  /api/metrics/{system}/?limit=N            [row, ...]                    (admins)
+    GET  /api/queue/{system}/                      {"list": [{"status", "image"}]}
+    GET  /metrics                                  Prometheus text
+
+The tag is a path parameter: the server percent-decodes the URL before routing, so the C
+client's `org%2Frepo%3Atag` arrives as `org/repo:tag`. Handlers are plain functions:
+FastAPI runs them, and the munge decoding in `session`, in its thread pool, never on the
+event loop. Every JSON reply has `Content-Type: application/json` (no charset) and a
+Content-Length, which the C client requires.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from shifter.gateway.authn import HEADER, Session
+from shifter.gateway.failures import BadRequest, RequestError
+from shifter.gateway.metrics import CONTENT_TYPE
+from shifter.gateway.records import parse_id_list, to_response
+from shifter.gateway.service import GatewayService
+
+TAGGED = "/{system}/{imgtype}/{tag:path}/"
+
+
+def service(request: Request) -> GatewayService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+Service = Annotated[GatewayService, Depends(service)]
+
+
+def session(request: Request, system: str, gateway: Service) -> Session:
+    """The authenticated caller (a sync dependency: it runs in the thread pool)."""
+    try:
+        found = gateway.authenticator.authenticate(system, request.headers.get(HEADER))
+    except RequestError as error:
+        # 401/403 messages are a fixed few; anything else (an unknown system) could carry
+        # caller-chosen text into a label, so it is counted by kind.
+        fixed = error.http_status in (401, 403)
+        gateway.metrics.auth_failures.labels(error.message if fixed else type(error).__name__
+                                             ).inc()
+        raise
+    request.state.user = found.requester.describe()
+    return found
+
+
+Caller = Annotated[Session, Depends(session)]
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON document; None for an empty body; BadRequest if unparsable."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not valid JSON") from None
+
+
+async def optional_json_body(request: Request) -> Any:
+    """A pull's body: the original logged and ignored one it could not parse."""
+    try:
+        return await json_body(request)
+    except BadRequest:
+        return None
+
+
+def _noted(request: Request, imgtype: str, tag: str) -> None:
+    request.state.image = f"{imgtype}:{tag}"
+
+
+router = APIRouter()
+
+
+@router.get("/", response_class=PlainTextResponse)
+def index() -> str:
+    return "{lookup,pull,expire,list}"
+
+
+@router.get("/api/list/{system}/")
+def list_images(system: str, caller: Caller, gateway: Service) -> JSONResponse:
+    found = gateway.manager.list(system, caller.requester)
+    return JSONResponse({"list": [to_response(record, caller.requester) for record in found]})
+
+
+@router.get("/api/lookup" + TAGGED)
+def lookup(
+    request: Request, system: str, imgtype: str, tag: str, caller: Caller, gateway: Service
+) -> JSONResponse:
+    _noted(request, imgtype, tag)
+    record = gateway.manager.lookup(system, imgtype, tag, caller.requester)
+    return JSONResponse(to_response(record, caller.requester))
+
+
+@router.post("/api/pull" + TAGGED)
+def pull(
+    request: Request,
+    system: str,
+    imgtype: str,
+    tag: str,
+    caller: Caller,
+    gateway: Service,
+    body: Annotated[Any, Depends(optional_json_body)],
+) -> JSONResponse:
+    _noted(request, imgtype, tag)
+    document = body if isinstance(body, dict) else {}
+    try:
+        user_acl = parse_id_list(document.get("allowed_uids"), "allowed_uids")
+        group_acl = parse_id_list(document.get("allowed_gids"), "allowed_gids")
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    record, shown = gateway.manager.pull(
+        system, imgtype, tag, caller.requester,
+        user_acl=user_acl, group_acl=group_acl, authorized=caller.authorized,
+    )
+    return JSONResponse(to_response(record, caller.requester, status=shown))
+
+
+@router.post("/api/doimport" + TAGGED)
+def doimport(
+    request: Request,
+    system: str,
+    imgtype: str,
+    tag: str,
+    caller: Caller,
+    gateway: Service,
+    body: Annotated[Any, Depends(json_body)],
+) -> JSONResponse:
+    _noted(request, imgtype, tag)
+    if not isinstance(body, dict):
+        raise BadRequest('the body must be {"filepath": "/path/image.squashfs", '
+                         '"format": "squashfs"}')
+    record, shown = gateway.manager.doimport(
+        system, imgtype, tag, caller.requester,
+        filepath=body.get("filepath"), fmt=body.get("format"),
+    )
+    return JSONResponse(to_response(record, caller.requester, status=shown))
+
+
+@router.get("/api/expire" + TAGGED)
+def expire(
+    request: Request, system: str, imgtype: str, tag: str, caller: Caller, gateway: Service
+) -> JSONResponse:
+    _noted(request, imgtype, tag)
+    return JSONResponse({"status": gateway.manager.expire(system, imgtype, tag,
+                                                          caller.requester)})
+
+
+@router.get("/api/autoexpire/{system}/")
+def autoexpire(system: str, caller: Caller, gateway: Service) -> JSONResponse:
+    return JSONResponse({"status": gateway.manager.autoexpire(system, caller.requester)})
+
+
+@router.get("/api/metrics/{system}/")
+def usage_metrics(
+    system: str,
+    caller: Caller,
+    gateway: Service,
+    limit: Annotated[int, Query()] = 10,
+) -> JSONResponse:
+    return JSONResponse(gateway.manager.metrics(system, caller.requester, limit))
+
+
+@router.get("/api/queue/{system}/")
+def queue(system: str, gateway: Service) -> JSONResponse:
+    return JSONResponse({"list": gateway.manager.queue(system)})
+
+
+@router.get("/metrics")
+def prometheus(gateway: Service) -> Response:
+    return Response(gateway.metrics.render(), media_type=CONTENT_TYPE)

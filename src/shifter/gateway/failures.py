@@ -1,0 +1,49 @@
+"""Errors of gateway requests, each with the HTTP status the API answers it with.
+
+The manager raises these without knowing about HTTP; the API turns any `RequestError` into
+the original's error body with this status. Other `ShifterError`s that reach the API are
+mapped by `http_status_for`.
+"""
+
+from __future__ import annotations
+
+from shifter.errors import ConfigError, ImageReferenceError, PermissionDeniedError, ShifterError
+
+
+class RequestError(ShifterError):
+    """A request the gateway refuses; `http_status` says how."""
+
+    http_status = 500
+
+
+class BadRequest(RequestError):
+    http_status = 400
+
+
+class Unauthorized(RequestError):
+    http_status = 401
+
+
+class Forbidden(RequestError, PermissionDeniedError):
+    http_status = 403
+
+
+class NotFound(RequestError):
+    http_status = 404
+
+
+class Unavailable(RequestError):
+    http_status = 503
+
+
+def http_status_for(error: ShifterError) -> int:
+    """The status for any error a request can end with."""
+    if isinstance(error, RequestError):
+        return error.http_status
+    if isinstance(error, ImageReferenceError):
+        return 400
+    if isinstance(error, PermissionDeniedError):
+        return 403
+    if isinstance(error, ConfigError):
+        return 400  # an unknown system or location named in the request
+    return 500

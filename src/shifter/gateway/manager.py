@@ -1,0 +1,356 @@
+"""The image manager: what each API request does, without HTTP.
+
+lookup, list, pull, doimport, expire, autoexpire, queue and metrics, with the original's
+record lifecycle (gateway contract §2): a pull creates a PENDING record and a job, the
+workers move it through PULLING, CONVERSION and TRANSFER to READY or FAILURE, and re-POSTs
+of the same pull return that record until it may be pulled again. Each decision and the
+change it leads to happen in one store transaction; a record that is not READY is unique
+per (system, type, tag), so gateways racing to accept one pull end up sharing one job.
+
+Private images (§3): a READY image the caller may not read does not exist for them: lookup
+answers 404 exactly as for a missing image, list leaves it out, and pull treats the tag as
+unknown (the caller then pulls with their own registry credentials).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+
+from shifter.errors import ImageReferenceError
+from shifter.gateway import store_images as images
+from shifter.gateway import store_jobs as jobs
+from shifter.gateway.config import GatewayConfig, Platform, UnknownPlatformError
+from shifter.gateway.credentials import CredentialVault, RegistryCredentials, credentials_for
+from shifter.gateway.failures import BadRequest, Forbidden, NotFound
+from shifter.gateway.imports import open_for_user
+from shifter.gateway.manager_admin import AdminRequests
+from shifter.gateway.records import IN_FLIGHT, ImageRecord, Requester, Status
+from shifter.gateway.settings import ServiceSettings
+from shifter.gateway.store import MetadataStore
+from shifter.image.descriptor import parse_descriptor
+from shifter.image.reference import split_location
+
+log = logging.getLogger(__name__)
+
+PULLABLE_TYPES = ("docker",)
+IMPORT_TYPES = ("custom",)
+IMPORT_FORMATS = ("squashfs",)
+
+
+class ImageManager(AdminRequests):
+    """Business logic shared by every request thread of one gateway process (admin
+    requests: `manager_admin`)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store: MetadataStore,
+        *,
+        instance_id: str,
+        settings: ServiceSettings,
+        vault: CredentialVault,
+        clock: Callable[[], float] = time.time,
+        on_new_job: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.instance_id = instance_id
+        self.settings = settings
+        self.vault = vault
+        self.clock = clock
+        self.on_new_job = on_new_job
+
+    # -- names ---------------------------------------------------------------------------
+
+    def platform(self, system: str) -> Platform:
+        try:
+            return self.config.platform(system)
+        except UnknownPlatformError as error:
+            raise BadRequest(str(error.message), hint=error.hint) from None
+
+    def normal_tag(self, itype: str, tag: str, allowed: Sequence[str]) -> str:
+        """The tag as records are keyed: validated, `:latest` added when it has none."""
+        if itype not in allowed:
+            raise BadRequest(
+                f"image type {itype!r} cannot be used here",
+                hint=f"use {' or '.join(allowed)}",
+            )
+        try:
+            if itype == "docker":
+                # Validated exactly as the worker will resolve it (location, repository, tag).
+                split_location(
+                    tag, tuple(self.config.locations), self.config.default_image_location
+                )
+                last = tag.rsplit("/", 1)[-1]
+                return tag if ":" in last or "@" in tag else f"{tag}:latest"
+            return parse_descriptor(f"{itype}:{tag}", None).spec
+        except ImageReferenceError as error:
+            raise BadRequest(error.message, hint=error.hint) from None
+
+    # -- lookup and list -----------------------------------------------------------------
+
+    def lookup(self, system: str, itype: str, tag: str, who: Requester) -> ImageRecord:
+        """The READY image of a tag; NotFound if there is none the caller may read. Each
+        lookup is a use: it pushes the image's expiration back (and is counted in metrics)."""
+        self.platform(system)
+        tag = self.normal_tag(itype, tag, ("docker", "custom"))
+
+        def find(conn: Connection) -> ImageRecord | None:
+            now = self.clock()
+            found = images.ready_by_tag(conn, system, itype, tag)
+            if found is None or not found.readable_by(who):
+                return None
+            expiration = now + self.config.image_expiration_timeout.total_seconds()
+            images.update_record(conn, found.pk, expiration=expiration)
+            if self.config.metrics:
+                images.add_metric(
+                    conn, user=who.user, uid=who.uid, system=system, type=itype, tag=tag,
+                    image_id=found.image_id, time=now,
+                )
+            return found
+
+        found = self.store.write(find)
+        if found is None:
+            raise NotFound("image not found")
+        return found
+
+    def list(self, system: str, who: Requester) -> list[ImageRecord]:
+        self.platform(system)
+        with self.store.reading() as conn:
+            ready = images.with_status(conn, system, [Status.READY])
+        return [record for record in ready if record.readable_by(who)]
+
+    def queue(self, system: str) -> list[dict[str, str]]:
+        """Work not yet READY (the original's unauthenticated queue view)."""
+        self.platform(system)
+        with self.store.reading() as conn:
+            pending = images.with_status(conn, system, [*IN_FLIGHT, Status.FAILURE,
+                                                        Status.EXPIRING])
+        return [{"status": str(record.status), "image": record.pulltag} for record in pending]
+
+    # -- pull ----------------------------------------------------------------------------
+
+    def pull(
+        self,
+        system: str,
+        itype: str,
+        tag: str,
+        who: Requester,
+        *,
+        user_acl: Sequence[int] = (),
+        group_acl: Sequence[int] = (),
+        authorized: Mapping[str, str] | None = None,
+    ) -> tuple[ImageRecord, Status | None]:
+        """Start a pull or return the one in flight or the READY image (contract §2.2).
+
+        Returns the record and the status to show instead of the stored one (INIT for the
+        first reply to a new pull)."""
+        self.platform(system)
+        tag = self.normal_tag(itype, tag, PULLABLE_TYPES)
+        location = split_location(
+            tag, tuple(self.config.locations), self.config.default_image_location
+        ).location
+        credentials = credentials_for(
+            location, authorized or {}, self.config.default_image_location
+        )
+        # The caller is always on a non-empty list they give (the original's rule).
+        uacl = tuple(sorted({*user_acl, who.uid})) if user_acl else ()
+        gacl = tuple(sorted({*group_acl, who.gid})) if group_acl else ()
+        reference = None
+        if credentials is not None:
+            reference = os.urandom(16).hex()
+            self.vault.put(reference, credentials)
+        request = _PullRequest(system, itype, tag, who, uacl, gacl, reference)
+        record, shown, new_job = self.store.write(lambda conn: self._decide_pull(conn, request))
+        if new_job:
+            log.info("pull accepted: %s:%s for %s", itype, tag, who.describe())
+            self.on_new_job()
+        else:
+            if reference is not None:
+                self.vault.discard(reference)
+            if credentials is not None and record.status in IN_FLIGHT:
+                self._refresh_credentials(record, credentials)
+        return record, shown
+
+    def _decide_pull(
+        self, conn: Connection, request: _PullRequest
+    ) -> tuple[ImageRecord, Status | None, bool]:
+        now = self.clock()
+        system, itype, tag = request.system, request.itype, request.tag
+        self._forget_failures(conn, system, now)
+        ready = images.ready_by_tag(conn, system, itype, tag)
+        if ready is not None and not ready.readable_by(request.who):
+            ready = None  # another user's private image: as if it did not exist
+        current = images.active(conn, system, itype, tag) or ready
+        in_flight = current is not None and current.status is not Status.READY
+        acl_changed = current is not None and (
+            set(request.user_acl) != set(current.user_acl)
+            or set(request.group_acl) != set(current.group_acl)
+        )
+        recent = (
+            current is not None
+            and current.status is Status.READY
+            and now - (current.last_pull or 0.0) < self.settings.recent_pull_s
+        )
+        if current is not None and not (
+            (not recent and not in_flight and acl_changed) or self._pullable(current, now)
+        ):
+            return current, None, False
+        params = {
+            "user_acl": list(request.user_acl), "group_acl": list(request.group_acl),
+            "credential_ref": request.credential_ref,
+        }
+        created = self._start(
+            conn, "pull", current, request.who, system=system, itype=itype, tag=tag,
+            fmt=self.config.default_image_format, params=params,
+            needs_credentials=request.credential_ref is not None,
+            user_acl=request.user_acl, group_acl=request.group_acl,
+        )
+        return created, Status.INIT, True
+
+    def _start(
+        self,
+        conn: Connection,
+        kind: str,
+        current: ImageRecord | None,
+        who: Requester,
+        *,
+        system: str,
+        itype: str,
+        tag: str,
+        fmt: str,
+        params: Mapping[str, Any],
+        needs_credentials: bool = False,
+        user_acl: tuple[int, ...] = (),
+        group_acl: tuple[int, ...] = (),
+    ) -> ImageRecord:
+        """Replace the tag's record that is not READY (if any) by a new PENDING one and
+        queue its job. Another gateway doing the same at the same moment makes the insert
+        fail on `active_key`; the transaction is retried and then finds that record."""
+        now = self.clock()
+        if current is not None and current.status is not Status.READY:
+            images.delete_records(conn, [current.pk])
+        pk = images.insert_record(
+            conn, system=system, itype=itype, pulltag=tag,
+            active_key=images.active_key(system, itype, tag),
+            status=Status.PENDING, status_message="PENDING", format=fmt,
+            user_acl=user_acl, group_acl=group_acl,
+            last_pull=now, last_heartbeat=now, created=now,
+        )
+        jobs.add_job(
+            conn, kind=kind, system=system, image_pk=pk, accepted_by=self.instance_id,
+            now=now, needs_credentials=needs_credentials,
+            params={**params, "tag": tag, "itype": itype, "requester": _requester_params(who)},
+        )
+        created = images.record(conn, pk)
+        assert created is not None
+        return created
+
+    def _pullable(self, record: ImageRecord, now: float) -> bool:
+        timeout = self.config.pull_update_timeout.total_seconds()
+        if record.last_pull is None or record.status is Status.EXPIRED:
+            return True
+        if record.status is Status.READY:
+            return now > record.last_pull + timeout
+        if record.status is Status.FAILURE:
+            # Held long enough for a polling client to see it, then retried.
+            hold = min(self.settings.failure_hold_s, timeout)
+            return now > (record.last_heartbeat or record.last_pull) + hold
+        return False
+
+    def _forget_failures(self, conn: Connection, system: str, now: float) -> None:
+        """The original's update_states: failures older than PullUpdateTimeout go."""
+        timeout = self.config.pull_update_timeout.total_seconds()
+        stale = [
+            record.pk
+            for record in images.with_status(conn, system, [Status.FAILURE])
+            if (record.last_heartbeat or record.last_pull or 0.0) + timeout < now
+        ]
+        images.delete_records(conn, stale)
+
+    def _refresh_credentials(self, record: ImageRecord, credentials: RegistryCredentials) -> None:
+        """A client re-POSTing a pull re-sends its credentials: if the process that accepted
+        the pull has stopped, this one adopts the job and keeps them (see store_jobs)."""
+        with self.store.reading() as conn:
+            job = jobs.open_job_for(conn, record.pk)
+        reference = str(job.params.get("credential_ref") or "") if job is not None else ""
+        if job is None or not job.needs_credentials or not reference:
+            return
+        if job.accepted_by == self.instance_id or self.vault.get(reference) is not None:
+            return
+        # In the vault before the job is ours: our workers may claim it the moment it is.
+        self.vault.put(reference, credentials)
+        adopted = self.store.write(lambda conn: jobs.adopt(
+            conn, job.pk, self.instance_id, lease_s=self.settings.lease_s, now=self.clock()))
+        if not adopted:
+            self.vault.discard(reference)
+            return
+        log.info("adopted pull %s:%s with re-sent credentials", record.itype, record.pulltag)
+        self.on_new_job()
+
+    # -- import --------------------------------------------------------------------------
+
+    def doimport(
+        self, system: str, itype: str, tag: str, who: Requester, *, filepath: Any, fmt: Any
+    ) -> tuple[ImageRecord, Status | None]:
+        """Queue the import of a squashfs file the caller can read (contract §4)."""
+        self.platform(system)
+        if not self.config.import_enabled:
+            raise Forbidden("image import is disabled on this gateway",
+                            hint="the gateway's ImportUsers setting lists who may import")
+        if who.user is None or not self.config.may_import(who.user):
+            raise Forbidden(f"{who.describe()} may not import images",
+                            hint="the gateway's ImportUsers setting lists who may import")
+        tag = self.normal_tag(itype, tag, IMPORT_TYPES)
+        if not isinstance(filepath, str) or not filepath:
+            raise BadRequest("the request must give the image file as \"filepath\"")
+        if fmt not in IMPORT_FORMATS:
+            raise BadRequest(f"cannot import format {fmt!r}", hint='send "format": "squashfs"')
+        # Checked now so the caller hears at once; the worker checks again before copying.
+        os.close(open_for_user(filepath, who, max_bytes=self.settings.import_max_bytes))
+
+        def decide(conn: Connection) -> tuple[ImageRecord, Status | None, bool]:
+            now = self.clock()
+            self._forget_failures(conn, system, now)
+            current = images.active(conn, system, itype, tag) or images.ready_by_tag(
+                conn, system, itype, tag)
+            if current is not None and not self._pullable(current, now):
+                return current, None, False
+            created = self._start(
+                conn, "import", current, who, system=system, itype=itype, tag=tag, fmt=fmt,
+                params={"filepath": filepath, "format": fmt},
+            )
+            return created, Status.INIT, True
+
+        record, shown, new_job = self.store.write(decide)
+        if new_job:
+            log.info("import accepted: %s:%s from %s for %s", itype, tag, filepath, who.describe())
+            self.on_new_job()
+        return record, shown
+
+
+@dataclass(frozen=True)
+class _PullRequest:
+    system: str
+    itype: str
+    tag: str
+    who: Requester
+    user_acl: tuple[int, ...]
+    group_acl: tuple[int, ...]
+    credential_ref: str | None
+
+
+def _requester_params(who: Requester) -> dict[str, Any]:
+    return {"uid": who.uid, "gid": who.gid, "user": who.user, "groups": sorted(who.groups)}
+
+
+def requester_from_params(params: Mapping[str, Any]) -> Requester:
+    return Requester(uid=int(params["uid"]), gid=int(params["gid"]), user=params.get("user"),
+                     groups=frozenset(int(g) for g in params.get("groups", ())))

@@ -1,0 +1,204 @@
+"""Queries on image records, tags and metrics rows: functions of an open connection.
+
+The manager calls several of these inside one `MetadataStore.write` transaction, so a
+decision and the change it leads to are atomic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from shifter.gateway.records import ImageRecord, Status
+from shifter.gateway.store_schema import images, metrics, tags
+
+_JSON_COLUMNS = ("user_acl", "group_acl", "env", "entry", "labels")
+
+
+def active_key(system: str, itype: str, pulltag: str) -> str:
+    """The unique key of the one record a (system, type, tag) may have that is not READY."""
+    return f"{system}\x1f{itype}\x1f{pulltag}"
+
+
+def _encode(values: dict[str, Any]) -> dict[str, Any]:
+    encoded = dict(values)
+    for column in _JSON_COLUMNS:
+        if column in encoded:
+            value = encoded[column]
+            if column in ("user_acl", "group_acl"):
+                encoded[column] = json.dumps(list(value or ()))
+            else:
+                encoded[column] = None if value is None else json.dumps(value)
+    if isinstance(encoded.get("status"), Status):
+        encoded["status"] = str(encoded["status"])
+    return encoded
+
+
+def _record(row: Row[Any], record_tags: Sequence[str] = ()) -> ImageRecord:
+    env = json.loads(row.env) if row.env is not None else None
+    return ImageRecord(
+        pk=row.pk,
+        system=row.system,
+        itype=row.itype,
+        pulltag=row.pulltag,
+        status=Status(row.status),
+        created=row.created,
+        image_id=row.image_id,
+        tags=tuple(sorted(record_tags)),
+        format=row.format,
+        user_acl=tuple(json.loads(row.user_acl or "[]")),
+        group_acl=tuple(json.loads(row.group_acl or "[]")),
+        private=row.private,
+        env=tuple(env) if env is not None else None,
+        entry=json.loads(row.entry) if row.entry is not None else None,
+        workdir=row.workdir,
+        labels=json.loads(row.labels) if row.labels is not None else None,
+        last_pull=row.last_pull,
+        last_heartbeat=row.last_heartbeat,
+        expiration=row.expiration,
+        status_message=row.status_message,
+    )
+
+
+def _with_tags(conn: Connection, rows: Sequence[Row[Any]]) -> list[ImageRecord]:
+    if not rows:
+        return []
+    found: dict[int, list[str]] = {row.pk: [] for row in rows}
+    query = select(tags.c.image_pk, tags.c.tag).where(tags.c.image_pk.in_(list(found)))
+    for image_pk, tag in conn.execute(query):
+        found[image_pk].append(tag)
+    return [_record(row, found[row.pk]) for row in rows]
+
+
+def records(conn: Connection, *conditions: Any, for_update: bool = False) -> list[ImageRecord]:
+    query = select(images).where(*conditions).order_by(images.c.pk)
+    if for_update and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return _with_tags(conn, conn.execute(query).all())
+
+
+def record(conn: Connection, pk: int) -> ImageRecord | None:
+    found = records(conn, images.c.pk == pk)
+    return found[0] if found else None
+
+
+def ready_by_tag(conn: Connection, system: str, itype: str, tag: str) -> ImageRecord | None:
+    """The READY image a tag points at."""
+    query = (
+        select(images)
+        .join(tags, tags.c.image_pk == images.c.pk)
+        .where(
+            tags.c.system == system,
+            tags.c.itype == itype,
+            tags.c.tag == tag,
+            images.c.status == str(Status.READY),
+        )
+    )
+    return next(iter(_with_tags(conn, conn.execute(query).all())), None)
+
+
+def active(conn: Connection, system: str, itype: str, pulltag: str) -> ImageRecord | None:
+    """The record of this tag that is not READY (in flight, failed, expiring), if any."""
+    found = records(conn, images.c.active_key == active_key(system, itype, pulltag))
+    return found[0] if found else None
+
+
+def ready_by_image_id(
+    conn: Connection, system: str, itype: str, image_id: str, *, exclude: int | None = None
+) -> ImageRecord | None:
+    conditions = [
+        images.c.system == system,
+        images.c.itype == itype,
+        images.c.image_id == image_id,
+        images.c.status == str(Status.READY),
+    ]
+    if exclude is not None:
+        conditions.append(images.c.pk != exclude)
+    found = records(conn, *conditions)
+    return found[0] if found else None
+
+
+def with_status(conn: Connection, system: str, statuses: Iterable[Status]) -> list[ImageRecord]:
+    wanted = [str(status) for status in statuses]
+    return records(conn, images.c.system == system, images.c.status.in_(wanted))
+
+
+def insert_record(conn: Connection, **values: Any) -> int:
+    result = conn.execute(insert(images).values(**_encode(values)))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def update_record(conn: Connection, pk: int, *conditions: Any, **values: Any) -> bool:
+    """Change one record; False when it no longer exists (or `conditions` do not hold)."""
+    statement = update(images).where(images.c.pk == pk, *conditions)
+    result = conn.execute(statement.values(**_encode(values)))
+    return result.rowcount == 1
+
+
+def delete_records(conn: Connection, pks: Iterable[int]) -> int:
+    wanted = list(pks)
+    if not wanted:
+        return 0
+    conn.execute(delete(tags).where(tags.c.image_pk.in_(wanted)))
+    return conn.execute(delete(images).where(images.c.pk.in_(wanted))).rowcount
+
+
+def point_tag(conn: Connection, system: str, itype: str, tag: str, image_pk: int) -> None:
+    """Make `tag` point at `image_pk`, taking it from whichever image had it (an upsert,
+    so two gateways completing pulls of one tag at once do not both insert it)."""
+    values = {"system": system, "itype": itype, "tag": tag, "image_pk": image_pk}
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(tags).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[tags.c.system, tags.c.itype, tags.c.tag],
+        set_={"image_pk": statement.excluded.image_pk},
+    )
+    conn.execute(statement)
+
+
+def drop_tags(conn: Connection, image_pk: int) -> None:
+    conn.execute(delete(tags).where(tags.c.image_pk == image_pk))
+
+
+def add_metric(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(metrics).values(**values))
+
+
+def recent_metrics(conn: Connection, system: str, limit: int) -> list[dict[str, Any]]:
+    """The last `limit` rows of a system, oldest of them first (the original's order)."""
+    query = (
+        select(metrics)
+        .where(metrics.c.system == system)
+        .order_by(metrics.c.pk.desc())
+        .limit(limit)
+    )
+    rows = list(reversed(conn.execute(query).all()))
+    return [
+        {
+            "user": row.user,
+            "uid": row.uid,
+            "system": row.system,
+            "type": row.type,
+            "tag": row.tag,
+            "id": row.image_id,
+            "time": float(row.time),
+        }
+        for row in rows
+    ]
+
+
+def expired_ready(conn: Connection, system: str, now: float) -> list[ImageRecord]:
+    """READY images of a system whose expiration has passed (set by lookups only)."""
+    return records(
+        conn,
+        and_(
+            images.c.system == system,
+            images.c.status == str(Status.READY),
+            images.c.expiration.is_not(None),
+            images.c.expiration < now,
+        ),
+    )
