@@ -1,7 +1,7 @@
 """`shifter-imagegw`: the image gateway's command, one module per subcommand.
 
-    shifter-imagegw convert IMAGE_REF DEST_DIR   pull and convert one image (cli/imagegw_convert)
-    shifter-imagegw serve                        run the gateway: REST API and workers (cli/imagegw_serve)
+    shifter-imagegw convert IMAGE_REF DEST_DIR   pull and convert one image (imagegw_convert)
+    shifter-imagegw serve                        REST API and pull workers (imagegw_serve)
 
 Each subcommand module provides `add_parser(subparsers)`, which registers its options and
 sets `handler` to the function that runs it. Heavy imports happen inside the handlers.
