@@ -1,4 +1,5 @@
-"""The README's demo command runs end to end and leaves nothing running."""
+"""The README's demo: registry, gateway, shifterimg pull and shifter run end to end, as an
+ordinary user, and nothing is left running."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ def test_demo_runs_to_the_end_and_stops_its_registry() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert 'PRETTY_NAME="Shifter test image (busybox)"' in result.stdout
-    assert "FORMAT: squashfs" in result.stdout
+    assert "status: READY" in result.stdout
+    assert "SHIFTER_RUNTIME=1" in result.stdout
+    assert "CapEff:\t0000000000000000" in result.stdout
+    assert "uid=0" not in result.stdout
     assert result.stdout.rstrip().endswith("==> demo finished")
     assert processes_mentioning("shifter-demo-") == []
