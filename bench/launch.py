@@ -1,5 +1,4 @@
-"""Launch latency: `shifter --image=id:X /bin/true` (the unprivileged cold path) side by
-side with the floor and with Charliecloud, on one squashfs image, in one hyperfine run.
+"""Launch latency: every way into one squashfs image, side by side in one hyperfine run.
 
     sudo .venv/bin/python -m bench.launch [--runs N] [--user NAME] [--json FILE]
 
@@ -7,19 +6,32 @@ Contenders (all start `/bin/true` in the same squashfs image):
 
 - `floor`: as root, `unshare -m sh -c 'mount -o loop,ro -t squashfs IMG DIR && exec chroot
   DIR /bin/true'`: a kernel loop mount and a chroot, nothing else;
-- `shifter`: `shifter --image=id:X /bin/true` as an ordinary user (setpriv), the whole
-  unprivileged path (user and mount namespaces, squashfuse, the container tree, /etc,
-  the privilege drop) with a site config that has no siteFs or modules;
+- `setupRoot`: as root, `setupRoot -u USER id X` (the privileged build of a job's
+  container: loop device, mounts, /etc, the enter record), each run after an `unsetupRoot`;
+  `setupRoot (-IS)`: the same through a launcher like `shifter`'s (`shifter.cli.launcher`:
+  Python isolated and without `site`), which the site install does not write for it yet;
+- `unsetupRoot`: as root, its teardown, each run after a `setupRoot`;
+- `shifter (enter)`: `shifter --image=id:X /bin/true` as the job's user while setupRoot's
+  container exists: the fast way in (namespaces, chroot, privilege drop and check);
+- `shifter (cold)`: the same command with another site config that has no setupRoot
+  container: the whole unprivileged path (user and mount namespaces, squashfuse, the
+  container tree, /etc, the privilege drop);
 - `ch-run`: `ch-run IMG -- /bin/true` as the same user (Charliecloud mounts squashfs with
   squashfuse too);
-- `python`: `python3 -I -S -c pass` with shifter's interpreter: the start-up no Python
-  launcher can beat; `shifter --help`: that plus shifter's first imports.
+- `podman run --rm`: as root, the same tree imported as a local image, `--network=none`;
+  with `--ulimit nofile=1024:1024 --ulimit nproc=1024:1024`, because runc otherwise sets
+  the default (higher) limits, which a root without CAP_SYS_RESOURCE (as in this VM)
+  cannot do; skipped with the reason when podman cannot run a container here;
+- `python`: `python3 -I -S -c pass` with shifter's interpreter, as the user (through the
+  same `setpriv` and `env` as the users' tools): the start-up no Python launcher can beat;
+  `shifter --help`: that plus shifter's first imports.
 
 The image is the Debian minbase tree of the conversion benchmark when it is cached
 (/var/tmp/shifter-bench/rootfs/bookworm-minbase), else a busybox tree. hyperfine runs every
-command with warm-up rounds and reports mean, standard deviation and minimum; the table
-gives each mean's ratio to the floor's. Must run as root (the floor mounts; the others drop
-to `--user`). Nothing is left mounted: the floor's namespace dies with it.
+command with warm-up rounds and reports mean, median, standard deviation and minimum; the
+table gives each mean's ratio to the floor's, and the goals of issue 5. Must run as root
+(the floor mounts; the users' tools drop to `--user`). Nothing is left mounted: the floor's
+namespace dies with it, and unsetupRoot runs at the end.
 """
 
 from __future__ import annotations
@@ -31,9 +43,12 @@ import os
 import pwd
 import shutil
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
+import shifter
+from shifter.cli.launcher import launcher_text
 from shifter.image.meta import format_meta
 from shifter.proc import run
 
@@ -41,6 +56,13 @@ CACHE = Path("/var/tmp/shifter-bench")
 DEBIAN_TREE = CACHE / "rootfs" / "bookworm-minbase"
 # ch-run binds these from the host: the image must have them.
 CH_RUN_NEEDS = ("etc/hosts", "etc/resolv.conf", "etc/passwd", "etc/group")
+PODMAN_IMAGE = "localhost/shifter-bench-launch"
+PODMAN_LIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
+BIN = Path(sys.executable).parent
+SRC = Path(shifter.__file__).resolve().parents[1]  # the directory holding the package
+PURELIB = sysconfig.get_path("purelib")
+MODULE = "shifter.cli.setuproot"
+NOTHING = "true"  # the prepare step of commands that need none
 
 
 def _busybox_tree(target: Path) -> Path:
@@ -52,8 +74,8 @@ def _busybox_tree(target: Path) -> Path:
     return target
 
 
-def build_image(work: Path) -> tuple[Path, str, str]:
-    """The squashfs image, its id, and what it was built from."""
+def build_image(work: Path) -> tuple[Path, str, str, Path]:
+    """The squashfs image, its id, what it was built from, and that tree."""
     image_dir = work / "images"
     image_dir.mkdir(mode=0o755)
     if DEBIAN_TREE.is_dir():
@@ -69,65 +91,138 @@ def build_image(work: Path) -> tuple[Path, str, str]:
     image.chmod(0o644)
     text, _ = format_meta("squashfs", env=["PATH=/usr/bin:/bin"])
     (image_dir / f"{image_id}.meta").write_text(text)
-    return image, image_id, source
+    return image, image_id, source, tree
 
 
-def site_config(work: Path, image_dir: Path) -> Path:
-    for name in ("udiMount", "loopMount"):
-        (work / name).mkdir(mode=0o755)
-    config = work / "udiRoot.conf"
+def site_config(work: Path, image_dir: Path, name: str) -> Path:
+    """A site (udiMount, loopMount, udiRoot.conf) under `work/name`."""
+    site = work / name
+    for directory in (site, site / "udiMount", site / "loopMount"):
+        directory.mkdir(mode=0o755)
+    config = site / "udiRoot.conf"
     config.write_text(
-        f"udiMount={work}/udiMount\nloopMount={work}/loopMount\nimagePath={image_dir}\n"
+        f"udiMount={site}/udiMount\nloopMount={site}/loopMount\nimagePath={image_dir}\n"
         "rootfsType=tmpfs\npopulateEtcDynamically=1\nmountUdiRootWritable=0\n"
     )
     config.chmod(0o644)
     return config
 
 
-def commands(work: Path, image: Path, image_id: str, config: Path, user: str) -> dict[str, str]:
+def podman_ready(tree: Path, work: Path) -> str | None:
+    """Import the tree as a podman image; None when podman can run it, else why not."""
+    if shutil.which("podman") is None:
+        return "podman is not installed (scripts/install.sh --bench installs it)"
+    archive = work / "tree.tar"
+    run(["tar", "-C", tree, "-cf", archive, "."])
+    run(["podman", "import", "-q", archive, PODMAN_IMAGE])
+    archive.unlink()
+    probe = ["podman", "run", "--rm", "--network=none", *PODMAN_LIMITS, PODMAN_IMAGE, "/bin/true"]
+    result = run(probe, check=False)
+    if result.returncode != 0:
+        return f"podman cannot run a container here: {result.stderr.decode().strip()[-300:]}"
+    return None
+
+
+def commands(
+    work: Path, image: Path, image_id: str, configs: dict[str, Path], user: str, podman: bool
+) -> dict[str, tuple[str, str]]:
+    """name -> (command, its prepare step), in the order they run: setupRoot's last run
+    leaves the container that `shifter (enter)` enters."""
     account = pwd.getpwnam(user)
     as_user = (
         f"setpriv --reuid={account.pw_uid} --regid={account.pw_gid} --init-groups "
-        f"env USER={user} SHIFTER_CONFIG={config} PATH=/usr/bin:/bin"
+        f"env USER={user} PATH=/usr/bin:/bin"
     )
+    job, cold = configs["job"], configs["cold"]
+    setup = f"env SHIFTER_CONFIG={job} {BIN}/setupRoot -u {user} id {image_id}"
+    isolated = work / "setupRoot-IS"
+    isolated.write_text(launcher_text(sys.executable, str(SRC), PURELIB, MODULE))
+    isolated.chmod(0o755)
+    unsetup = f"env SHIFTER_CONFIG={job} {BIN}/unsetupRoot"
+    record = job.parent / "udiMount" / "var" / "shifterEnter.dat"
     mnt = work / "floor-mnt"
     mnt.mkdir()
-    shifter = Path(sys.executable).parent / "shifter"
     found = {
         "floor": (
             f"unshare -m sh -c 'mount -n -o loop,ro -t squashfs {image} {mnt} "
-            f"&& exec chroot {mnt} /bin/true'"
+            f"&& exec chroot {mnt} /bin/true'",
+            NOTHING,
         ),
-        "shifter": f"{as_user} {shifter} --image=id:{image_id} /bin/true",
-        "python": f"{sys.executable} -I -S -c pass",
-        "shifter --help": f"{as_user} {shifter} --help",
+        "unsetupRoot": (unsetup, setup),
+        "setupRoot": (setup, unsetup),
+        "setupRoot (-IS)": (setup.replace(f"{BIN}/setupRoot", str(isolated)), unsetup),
+        "shifter (enter)": (
+            f"{as_user} SHIFTER_CONFIG={job} {BIN}/shifter --image=id:{image_id} /bin/true",
+            f"sh -c 'test -s {record} || {setup}'",
+        ),
+        "shifter (cold)": (
+            f"{as_user} SHIFTER_CONFIG={cold} {BIN}/shifter --image=id:{image_id} /bin/true",
+            NOTHING,
+        ),
+        "python -I -S -c pass": (f"{as_user} {sys.executable} -I -S -c pass", NOTHING),
+        "shifter --help": (f"{as_user} {BIN}/shifter --help", NOTHING),
     }
     if shutil.which("ch-run"):
-        found["ch-run"] = f"{as_user} ch-run {image} -- /bin/true"
+        found["ch-run"] = (f"{as_user} ch-run {image} -- /bin/true", NOTHING)
+    if podman:
+        limits = " ".join(PODMAN_LIMITS)
+        found["podman run --rm"] = (
+            f"podman run --rm --network=none {limits} {PODMAN_IMAGE} /bin/true",
+            NOTHING,
+        )
     return found
 
 
-def hyperfine(named: dict[str, str], runs: int, export: Path) -> dict[str, dict]:
+def hyperfine(named: dict[str, tuple[str, str]], runs: int, export: Path) -> dict[str, dict]:
     argv = ["hyperfine", "-N", "--warmup", "5", "--runs", str(runs), "--export-json", export]
-    for name, command in named.items():
+    for _, prepare in named.values():
+        argv += ["--prepare", prepare]
+    for name, (command, _) in named.items():
         argv += ["-n", name, command]
     run(argv, capture_stdout=False, timeout=3600)
     results = json.loads(export.read_text())["results"]
     return {result["command"]: result for result in results}
 
 
-def table(results: dict[str, dict], source: str) -> str:
+def table(results: dict[str, dict], source: str, skipped: list[str]) -> str:
     floor = results["floor"]["mean"]
     lines = [
         f"Image: {source}. Load average: {os.getloadavg()[0]:.2f}.",
         "",
-        "| command | mean (ms) | σ (ms) | min (ms) | mean / floor |",
-        "|---|---|---|---|---|",
+        "| command | mean (ms) | median (ms) | σ (ms) | min (ms) | mean / floor |",
+        "|---|---|---|---|---|---|",
     ]
     for name, result in results.items():
-        mean, sd, low = (result[key] * 1000 for key in ("mean", "stddev", "min"))
-        lines.append(f"| {name} | {mean:.1f} | {sd:.1f} | {low:.1f} | {mean / 1000 / floor:.2f} |")
+        mean, median, sd, low = (result[key] * 1000 for key in ("mean", "median", "stddev", "min"))
+        lines.append(
+            f"| {name} | {mean:.1f} | {median:.1f} | {sd:.1f} | {low:.1f} | "
+            f"{mean / 1000 / floor:.2f} |"
+        )
+    lines += ["", *_goals(results), *(f"Skipped: {reason}" for reason in skipped)]
     return "\n".join(lines)
+
+
+def _goals(results: dict[str, dict]) -> list[str]:
+    """Issue 5's goals, from the medians (the mean of a loaded machine is the noisiest)."""
+
+    def median(name: str) -> float | None:
+        return results[name]["median"] * 1000 if name in results else None
+
+    floor, python = median("floor"), median("python -I -S -c pass")
+    setup, enter = median("setupRoot"), median("shifter (enter)")
+    isolated = median("setupRoot (-IS)")
+    cold, ch_run = median("shifter (cold)"), median("ch-run")
+    goals = []
+    if setup is not None and isolated is not None and floor:
+        goals.append(
+            f"- setupRoot / floor: {setup / floor:.2f}, with the -IS launcher "
+            f"{isolated / floor:.2f} (goal at most 1.6)"
+        )
+    if enter is not None and python is not None:
+        goals.append(f"- shifter (enter) - python: {enter - python:.1f} ms (goal at most 8)")
+    if cold is not None and ch_run:
+        goals.append(f"- shifter (cold) / ch-run: {cold / ch_run:.2f} (goal at most 2)")
+    return goals
 
 
 def main() -> int:
@@ -137,16 +232,27 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write hyperfine's JSON here")
     args = parser.parse_args()
     if os.geteuid() != 0:
-        parser.error("run as root: the floor loop-mounts, the rest drop to --user")
+        parser.error("run as root: the floor loop-mounts, setupRoot builds, the rest drop")
     work = Path(tempfile.mkdtemp(prefix="shifter-bench-launch-", dir="/var/tmp"))
+    configs: dict[str, Path] = {}
+    podman = False
+    imported = shutil.which("podman") is not None
     try:
         work.chmod(0o755)
-        image, image_id, source = build_image(work)
-        config = site_config(work, image.parent)
+        image, image_id, source, tree = build_image(work)
+        configs = {name: site_config(work, image.parent, name) for name in ("job", "cold")}
+        why_not = podman_ready(tree, work)
+        podman = why_not is None
         export = args.json or work / "hyperfine.json"
-        results = hyperfine(commands(work, image, image_id, config, args.user), args.runs, export)
-        print(table(results, source))
+        named = commands(work, image, image_id, configs, args.user, podman)
+        results = hyperfine(named, args.runs, export)
+        print(table(results, source, [why_not] if why_not else []))
     finally:
+        if "job" in configs:
+            env = {"PATH": "/usr/bin:/bin", "SHIFTER_CONFIG": str(configs["job"])}
+            run([BIN / "unsetupRoot"], env=env, check=False)
+        if imported:
+            run(["podman", "rmi", "-f", PODMAN_IMAGE], check=False)
         shutil.rmtree(work)
     return 0
 

@@ -1,0 +1,1 @@
+"""Benchmarks run by hand (`scripts/bench.sh`), never by the test suite."""

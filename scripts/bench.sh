@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install the tools the benchmarks compare against, then run the benchmarks. Run as root.
+#
+#   scripts/bench.sh                    every benchmark, default settings
+#   scripts/bench.sh convert [ARGS]     image conversion only (bench/convert.py): best of 3,
+#                                       about 7 minutes; the first run also debootstraps
+#                                       Debian (about a minute). ARGS e.g. --quick, --help
+#   scripts/bench.sh launch [ARGS]      launch latency only (bench/launch.py)
+#
+# Results go to stdout as Markdown tables; docs/performance.md records them.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "bench.sh: run as root (it installs Debian packages, runs debootstrap, mounts)" >&2
+    exit 1
+fi
+benchmarks=(convert launch)  # convert first: it caches the Debian tree launch uses
+if [ "$#" -gt 0 ]; then
+    case "$1" in
+        convert|launch) benchmarks=("$1"); shift ;;
+        *) echo "bench.sh: unknown benchmark '$1' (convert or launch)" >&2; exit 2 ;;
+    esac
+fi
+bash scripts/install.sh --bench
+for name in "${benchmarks[@]}"; do
+    .venv/bin/python -m "bench.$name" "$@"
+done
