@@ -73,6 +73,11 @@ fi
 # costs more than the launch itself: compile once here.
 .venv/bin/python -m compileall -q -j 0 src/shifter >/dev/null
 
+# `shifter` is latency-critical: pip's console script starts Python with `site` (every .pth
+# file); this one starts it with -I -S (docs/performance.md, "Launch-path imports").
+.venv/bin/python -m shifter.cli.launcher .venv/bin/shifter \
+    || echo "install.sh: warning: .venv/bin/shifter keeps pip's slower console script" >&2
+
 # Site directories, as the seed's installation guide lays them out.
 install -d -m 0755 /var/udiMount /var/udiLoopMount /etc/shifter
 

@@ -18,10 +18,12 @@ Errors and entries report the line where the entry starts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-
 from shifter.errors import ParseError
+from shifter.frozen import Frozen
+
+TYPE_CHECKING = False  # launch path: `typing` and `collections.abc` cost start-up time
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # C's isspace() set: what the original trims. str.strip() with no argument would also eat
 # Unicode spaces, which the original keeps.
@@ -29,9 +31,8 @@ WHITESPACE = " \t\n\r\v\f"
 CONTINUATION = "\\"
 
 
-# A dataclass rather than typing.NamedTuple: `typing` costs milliseconds on the launch path.
-@dataclass(frozen=True, slots=True)
-class Entry:
+# Frozen, not a dataclass or typing.NamedTuple: both cost the launch path milliseconds.
+class Entry(Frozen):
     """One `key`/`value` pair and the 1-based line where it starts."""
 
     key: str

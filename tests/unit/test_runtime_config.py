@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from shifter.errors import ConfigError, LocatedError, ParseError
+from shifter.frozen import field_names
 from shifter.runtime.config import (
     DEFAULT_CONFIG_PATH,
     EnvEntry,
@@ -77,9 +77,9 @@ def test_minimal_file_gives_the_documented_defaults() -> None:
 
 
 def test_every_key_has_a_model_field_and_every_field_a_key() -> None:
-    model = {f.name for f in fields(UdiRootConfig)} - {"source", "modules", "origins", "warnings"}
+    model = set(field_names(UdiRootConfig)) - {"source", "modules", "origins", "warnings"}
     assert {spec.field for spec in GLOBAL_KEYS} == model
-    module_fields = {f.name for f in fields(ModuleConfig)} - {"name", "origin", "origins"}
+    module_fields = set(field_names(ModuleConfig)) - {"name", "origin", "origins"}
     assert {spec.field for spec in MODULE_KEYS} == module_fields
 
 
@@ -460,7 +460,7 @@ def test_tool_path_says_when_the_default_was_used() -> None:
 
 
 def _as_kwargs(config: UdiRootConfig) -> dict[str, object]:
-    return {f.name: getattr(config, f.name) for f in fields(config)}
+    return {name: getattr(config, name) for name in field_names(config)}
 
 
 # --- the example file and the documentation -------------------------------------------------

@@ -1,29 +1,129 @@
-"""`setupRoot`: builds a job's container environment at udiMount (as root)."""
+"""`setupRoot [-V] [-v VOLUME]... [-s SSH_PUBKEY] [-u USER] [-U UID] [-G GID] [-N NODESPEC]
+[-m MODULES] IMAGE_TYPE IMAGE_ID`: build a job's container at udiMount (as root).
+
+The original's command line, parsed with getopt as the original did. Order: udiRoot.conf
+is loaded and checked first, then root is required, then the arguments are read (only
+`--help` works before all that). `-s` and `-N` are accepted by the parser and refused with
+a message: sshd and the hostsfile come with a later version.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 
 from shifter.cli import common
 
+TYPE_CHECKING = False  # `typing` costs start-up time (setupRoot runs in every job's prolog)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from shifter.runtime.setup import SetupRequest
+
 PROG = "setupRoot"
+# The original's getopt string "Vv:s:u:U:G:N:m:", in `shifter`'s option tables (whose
+# parser follows getopt's rules; the getopt module would import gettext and re).
+SHORT = {
+    "h": ("flag", "help"),
+    "V": ("flag", "verbose"),
+    "v": ("required", "volume"),
+    "s": ("required", "ssh_pubkey"),
+    "u": ("required", "user"),
+    "U": ("required", "uid"),
+    "G": ("required", "gid"),
+    "N": ("required", "nodespec"),
+    "m": ("required", "modules"),
+}
+LONG = {"help": ("flag", "help"), "debug": ("flag", "debug")}
+HELP = """\
+Usage: setupRoot [-V] [-v VOLUME]... [-s SSH_PUBKEY] [-u USER] [-U UID] [-G GID]
+                 [-N NODESPEC] [-m MODULES] IMAGE_TYPE IMAGE_ID
+
+Build the container of a job at udiMount (run as root, by the batch system's prolog).
+The job's user then enters it with `shifter` when it asks for the same image, volumes and
+modules; unsetupRoot takes it down.
+
+  -u USER        the job's user (required)
+  -U UID         the user's uid (default: USER's); must agree with USER
+  -G GID         the job's gid (default: USER's primary group)
+  -v VOLUME      a user volume, SRC:DEST[:ro|:perNodeCache=size=SIZE[,fs=xfs]] (repeatable)
+  -m MODULES     site modules, comma-separated, or none (default: the site's)
+  -V             print what was built
+  -s SSH_PUBKEY  sshd in the container: not supported yet (refused)
+  -N NODESPEC    the hostsfile: not supported yet (refused)
+      --debug    show tracebacks of errors
+  -h, --help     show this help
+
+IMAGE_TYPE is id (IMAGE_ID names <imagePath>/IMAGE_ID.meta), docker or custom (looked up
+at the image gateway), or local (with allowLocalChroot=1).
+"""
 
 
-def _run() -> int:
-    from shifter.cli.rootcommand import load_config_as_root
+def _number(option: str, value: str) -> int:
     from shifter.errors import ShifterError
 
-    load_config_as_root(PROG)
-    raise ShifterError(
-        f"{PROG} is not built yet in this version",
-        hint="the configuration is valid; it arrives with the runtime issue",
+    if not value.isdigit():
+        raise ShifterError(f"{option} {value}: expected a number", hint=f"see {PROG} --help")
+    return int(value)
+
+
+def _request(args: list[str]) -> tuple[SetupRequest, bool]:
+    from shifter.cli.shifter import UsageError, parse_options
+    from shifter.errors import ShifterError
+    from shifter.runtime.setup import SetupRequest
+
+    try:
+        options, positional = parse_options(args, SHORT, LONG, ("volume",))
+    except UsageError as error:
+        raise ShifterError(str(error), hint=f"see {PROG} --help") from None
+    if len(positional) != 2:
+        raise ShifterError(
+            "must specify image type and image identifier", hint=f"see {PROG} --help"
+        )
+
+    def text(name: str) -> str | None:
+        value = options.get(name)
+        return None if value is None else str(value)
+
+    uid, gid = text("uid"), text("gid")
+    request = SetupRequest(
+        positional[0],
+        positional[1],
+        volumes=tuple(options.get("volume", ())),  # type: ignore[arg-type]
+        user=text("user"),
+        uid=None if uid is None else _number("-U", uid),
+        gid=None if gid is None else _number("-G", gid),
+        modules=text("modules"),
+        ssh_pubkey=text("ssh_pubkey"),
+        nodespec=text("nodespec"),
     )
+    return request, bool(options.get("verbose"))
+
+
+def _run(args: list[str]) -> int:
+    from shifter.cli.rootcommand import load_config_as_root
+    from shifter.runtime.setup import setup_root
+    from shifter.runtime.trace import Steps
+
+    config, stamp = load_config_as_root(PROG)
+    request, verbose = _request(args)
+    if verbose:
+        common.configure_logging(debug=True)
+    result = setup_root(config, request, config_stamp=stamp, steps=Steps(verbose))
+    if verbose:
+        device = f" on {result.loop_device}" if result.loop_device else ""
+        print(f"udiMount: {config.udi_mount}")
+        print(f"image: {result.image_path}{device}")
+        print(f"signature: {result.signature}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    return common.run_command(PROG, _run, debug="--debug" in args)
+    if "-h" in args or "--help" in args:
+        sys.stdout.write(HELP)
+        return 0
+    debug = "--debug" in args
+    return common.run_command(PROG, lambda: _run(args), debug=debug)
 
 
 if __name__ == "__main__":

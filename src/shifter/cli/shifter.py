@@ -9,6 +9,11 @@ options work (`--ima=...`).
 
 Order, as in the original: udiRoot.conf is loaded and checked first (only `--help` works
 without it), then the options are checked, then root is refused, then the launch.
+
+First, though, the fast way into a job's container (runtime/enter.py): when setupRoot built
+one for exactly this request from this very udiRoot.conf (whose safety it checks), `shifter`
+enters it without loading the configuration model or anything heavy. Whatever it cannot
+decide, it leaves to the full launch, which may still enter.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Sequence
 
 from shifter.cli import common
+
+TYPE_CHECKING = False  # the launch path: `typing` and `collections.abc` cost start-up time
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 PROG = "shifter"
 FLAG, REQUIRED, OPTIONAL = "flag", "required", "optional"
@@ -89,24 +97,30 @@ class UsageError(Exception):
     """A command line that does not follow the rules above."""
 
 
-def _long_option(name: str) -> tuple[str, tuple[str, str]]:
-    if name in LONG:
-        return name, LONG[name]
-    matches = [known for known in LONG if known.startswith(name)]
-    targets = {LONG[known] for known in matches}
+def _long_option(name: str, long: dict[str, tuple[str, str]]) -> tuple[str, tuple[str, str]]:
+    if name in long:
+        return name, long[name]
+    matches = [known for known in long if known.startswith(name)]
+    targets = {long[known] for known in matches}
     if len(targets) == 1:
-        return matches[0], LONG[matches[0]]
+        return matches[0], long[matches[0]]
     if not matches:
         raise UsageError(f"unrecognized option '--{name}'")
     raise UsageError(f"option '--{name}' is ambiguous: {', '.join('--' + m for m in matches)}")
 
 
-def parse_options(argv: Sequence[str]) -> tuple[dict[str, object], list[str]]:
-    """The options (destination -> value; repeated ones as lists) and the command."""
+def parse_options(
+    argv: Sequence[str],
+    short: dict[str, tuple[str, str]] = SHORT,
+    long: dict[str, tuple[str, str]] = LONG,
+    repeated: tuple[str, ...] = REPEATED,
+) -> tuple[dict[str, object], list[str]]:
+    """The options (destination -> value; repeated ones as lists) and the command.
+    `short`, `long`, `repeated`: another command's tables (setupRoot's)."""
     options: dict[str, object] = {}
 
     def store(dest: str, value: object) -> None:
-        if dest in REPEATED:
+        if dest in repeated:
             options.setdefault(dest, []).append(value)  # type: ignore[union-attr]
         else:
             options[dest] = value
@@ -119,7 +133,7 @@ def parse_options(argv: Sequence[str]) -> tuple[dict[str, object], list[str]]:
             break
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
-            full, (kind, dest) = _long_option(name)
+            full, (kind, dest) = _long_option(name, long)
             if kind == FLAG and eq:
                 raise UsageError(f"option '--{full}' doesn't allow an argument")
             if kind == REQUIRED and not eq:
@@ -132,9 +146,9 @@ def parse_options(argv: Sequence[str]) -> tuple[dict[str, object], list[str]]:
             position = 1
             while position < len(arg):
                 letter = arg[position]
-                if letter not in SHORT:
+                if letter not in short:
                     raise UsageError(f"invalid option -- '{letter}'")
-                kind, dest = SHORT[letter]
+                kind, dest = short[letter]
                 if kind == FLAG:
                     store(dest, True)
                     position += 1
@@ -175,6 +189,12 @@ def _request(options: dict[str, object], command: list[str]) -> object:
 
 
 def _launch(options: dict[str, object] | None, command: list[str], usage: str | None) -> int:
+    if options is not None and usage is None:
+        from shifter.runtime.enter import try_enter
+
+        status = try_enter(options, command, os.environ)
+        if status is not None:
+            return status
     from shifter.errors import ShifterError
     from shifter.runtime.config import load_udiroot_config
     from shifter.runtime.identity import refuse_root

@@ -1,4 +1,9 @@
-"""`unsetupRoot`: tears down the job's container environment at udiMount (as root)."""
+"""`unsetupRoot`: take down the job's container at udiMount and loopMount (as root).
+
+Idempotent; exits 0 when nothing is left mounted (also when there was nothing to take
+down) and 1 when mounts remain (the original always exited 0: an epilog should hear
+about a node left with mounts). Processes still inside keep their (detached) tree.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,43 @@ from collections.abc import Sequence
 from shifter.cli import common
 
 PROG = "unsetupRoot"
+HELP = """\
+Usage: unsetupRoot [-v] [--debug]
+
+Take down the container setupRoot built at udiMount: every mount at or below udiMount and
+loopMount is detached (lazily, so processes still inside keep running), and the loop
+devices detach when their last user is gone. Run as root, by the batch system's epilog.
+
+  -v, --verbose  print what was detached
+      --debug    show tracebacks of errors
+  -h, --help     show this help
+"""
 
 
-def _run() -> int:
+def _run(args: list[str]) -> int:
     from shifter.cli.rootcommand import load_config_as_root
     from shifter.errors import ShifterError
+    from shifter.runtime.teardown import teardown
 
-    load_config_as_root(PROG)
-    raise ShifterError(
-        f"{PROG} is not built yet in this version",
-        hint="the configuration is valid; it arrives with the runtime issue",
-    )
+    config, _ = load_config_as_root(PROG)
+    unknown = [arg for arg in args if arg not in ("-v", "--verbose", "--debug")]
+    if unknown:
+        raise ShifterError(f"unexpected argument {unknown[0]!r}", hint=f"see {PROG} --help")
+    report = teardown(config)
+    if "-v" in args or "--verbose" in args:
+        for path in report.detached:
+            print(f"detached {path}")
+        for device in report.still_attached:
+            print(f"{device} stays attached until its last user is gone")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    return common.run_command(PROG, _run, debug="--debug" in args)
+    if "-h" in args or "--help" in args:
+        sys.stdout.write(HELP)
+        return 0
+    return common.run_command(PROG, lambda: _run(args), debug="--debug" in args)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ Decisions (docs/runtime.md):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from shifter.errors import ShifterError
+
+TYPE_CHECKING = False  # the enter path: `typing` and `collections.abc` cost start-up time
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 DEFAULT_SHELL = "/bin/sh"
 

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
 
 from shifter.errors import ConfigError, ParseError
 from shifter.runtime.config_keys import documented_keys
 from shifter.runtime.config_model import TOOL_KEYS, ModuleConfig, UdiRootConfig
 from shifter.runtime.config_parse import parse_udiroot_config
 from shifter.runtime.config_values import EnvEntry, Origin, SiteVolume
+
+TYPE_CHECKING = False  # launch path: `typing` and `collections.abc` cost start-up time
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "CONFIG_ENV",

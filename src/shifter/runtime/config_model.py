@@ -6,21 +6,24 @@ site volumes and environment entries carry their own line, and `error(key, ...)`
 `ConfigError` that points there, so a mount that fails much later can still say
 `udiRoot.conf:12 key 'siteFs': ...`.
 
-Frozen dataclasses, not pydantic: this is imported on every `shifter` launch. (No slots on
-these two: a slotted dataclass is built twice, and these are created once per command.)
+`Frozen` classes, not pydantic or dataclasses: this is imported on every `shifter` launch,
+where importing `dataclasses` alone costs about 10 ms (see `shifter.frozen`).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from shifter.errors import ConfigError
+from shifter.frozen import Frozen
 from shifter.runtime.config_keys import key_spec
 from shifter.runtime.config_values import EnvEntry, Origin, SiteVolume, fail
+
+TYPE_CHECKING = False  # launch path: `typing` and `collections.abc` cost start-up time
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 # Tools whose path udiRoot.conf sets; checked only when used (see tool_path).
 TOOL_KEYS = (
@@ -33,13 +36,11 @@ TOOL_KEYS = (
     "mkfsXfsPath",
 )
 
+# The default of `origins`: immutable, so one instance serves every config.
+_NO_ORIGINS: Mapping[str, Origin] = MappingProxyType({})
 
-def _no_origins() -> Mapping[str, Origin]:
-    return MappingProxyType({})
 
-
-@dataclass(frozen=True, kw_only=True)
-class ModuleConfig:
+class ModuleConfig(Frozen, kw_only=True, uncompared=("origins",)):
     """A site module, from its `module_<name>_<subkey>` lines."""
 
     name: str
@@ -55,7 +56,7 @@ class ModuleConfig:
     roothook: str | None = None
     userhook: str | None = None
     # subkey ("siteFs") -> where it was last set
-    origins: Mapping[str, Origin] = field(default_factory=_no_origins, compare=False)
+    origins: Mapping[str, Origin] = _NO_ORIGINS
 
     def key(self, subkey: str) -> str:
         """The udiRoot.conf key of one of this module's settings."""
@@ -67,8 +68,7 @@ class ModuleConfig:
         return fail(origin, self.key(subkey), message, hint)
 
 
-@dataclass(frozen=True, kw_only=True)
-class UdiRootConfig:
+class UdiRootConfig(Frozen, kw_only=True, uncompared=("origins",)):
     """Every udiRoot.conf key, typed. Field defaults are the documented defaults."""
 
     source: str
@@ -125,7 +125,7 @@ class UdiRootConfig:
     kmod_base_path: str | None = None
     kmod_cache_file: str | None = None
     # key -> where its value was (last) set; list keys: their first line
-    origins: Mapping[str, Origin] = field(default_factory=_no_origins, compare=False)
+    origins: Mapping[str, Origin] = _NO_ORIGINS
     # "FILE:LINE: ..." notes for the log: deprecated keys, keys set twice
     warnings: tuple[str, ...] = ()
 

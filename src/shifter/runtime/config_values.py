@@ -6,11 +6,13 @@ value or raises `ConfigError` naming the file, the line and the key. They are pu
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from shifter.errors import ConfigError, ParseError
+from shifter.frozen import Frozen
 from shifter.runtime.volumespec import VolumeSpec, parse_size, parse_volume_specs
+
+TYPE_CHECKING = False  # launch path: `typing` and `collections.abc` cost start-up time
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 BOOLEAN_WORDS = {"1": True, "true": True, "0": False, "false": False}
 # `--module=none` means "no modules", so no module may be called that.
@@ -38,8 +40,8 @@ def is_user_name(word: str) -> bool:
     return _made_of(word, _USER_CHARS) and word[0] not in "-@$"
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+# The values below are `Frozen`, not dataclasses: this module is on the launch path.
+class Origin(Frozen):
     """Where a value came from: a file and line, or the file's built-in default (no line)."""
 
     source: str
@@ -51,8 +53,7 @@ class Origin:
         return f"{self.source}:{self.line}"
 
 
-@dataclass(frozen=True, slots=True)
-class EnvEntry:
+class EnvEntry(Frozen):
     """One `NAME=VALUE` of a siteEnv, siteEnvAppend or siteEnvPrepend list."""
 
     name: str
@@ -63,15 +64,15 @@ class EnvEntry:
         return f"{self.name}={self.value}"
 
 
-@dataclass(frozen=True, slots=True)
-class SiteVolume:
+class SiteVolume(Frozen):
     """One siteFs entry: the parsed spec and the line it was written on."""
 
     spec: VolumeSpec
     origin: Origin
 
 
-Converter = Callable[[str, Origin, str], object]
+if TYPE_CHECKING:
+    Converter = Callable[[str, Origin, str], object]
 
 
 def fail(origin: Origin, key: str, message: str, hint: str | None = None) -> ConfigError:

@@ -12,16 +12,25 @@ LD_LIBRARY_PATH, TMPDIR, ...) are dropped, as the original's users have always s
 setuid); a user who needs one inside sets it with `--env`. Append gives `OLD:NEW`, prepend
 `NEW:OLD`, and both simply set the variable when it is unset or empty.
 
-Pure functions; the one file read (the env-file) is done by the caller.
+The site's part (5 and 6) is a list of steps, `(operation, name, value)`, computed from the
+configuration by `site_env_steps`: setupRoot stores them in the enter record, so entering
+its container builds the same environment without loading udiRoot.conf.
+
+Pure functions, except `read_env_file` (the env-file is read on the host). On the enter path:
+nothing heavy is imported unless `--env` or `--env-file` needs the name check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-
 from shifter.errors import ParseError
-from shifter.runtime.config import EnvEntry, ModuleConfig, UdiRootConfig
-from shifter.runtime.config_values import is_env_name
+
+TYPE_CHECKING = False  # the enter path: `typing` and `collections.abc` cost start-up time
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from shifter.runtime.config import EnvEntry, ModuleConfig, UdiRootConfig
+
+SET, APPEND, PREPEND, UNSET = "set", "append", "prepend", "unset"
 
 # glibc's UNSECURE_ENVVARS (sysdeps/generic/unsecvars.h): what a setuid program never sees.
 UNSECURE_VARIABLES = frozenset(
@@ -65,6 +74,8 @@ def split_assignment(text: str) -> tuple[str, str] | None:
 
 def parse_env_option(text: str) -> tuple[str, str]:
     """One `--env` value; `ParseError` for anything but NAME=VALUE."""
+    from shifter.runtime.config_values import is_env_name
+
     assignment = split_assignment(text)
     if assignment is None or not is_env_name(assignment[0]):
         raise ParseError(
@@ -76,6 +87,8 @@ def parse_env_option(text: str) -> tuple[str, str]:
 def parse_env_file(text: str, source: str) -> tuple[tuple[str, str], ...]:
     """An env-file: one NAME=VALUE per line, trimmed; blank lines and `#` lines skipped;
     quotes are kept literally (the original's format)."""
+    from shifter.runtime.config_values import is_env_name
+
     entries = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -88,6 +101,18 @@ def parse_env_file(text: str, source: str) -> tuple[tuple[str, str], ...]:
             )
         entries.append(assignment)
     return tuple(entries)
+
+
+def read_env_file(path: str) -> tuple[tuple[str, str], ...]:
+    """The entries of the env-file at `path` (read before entering the container)."""
+    from shifter.errors import ShifterError
+
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as file:
+            text = file.read()
+    except OSError as error:
+        raise ShifterError(f"cannot open env-file {path}: {error.strerror}") from None
+    return parse_env_file(text, path)
 
 
 def host_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -103,22 +128,45 @@ def _append(env: dict[str, str], name: str, value: str, *, prepend: bool) -> Non
         env[name] = f"{value}:{old}" if prepend else f"{old}:{value}"
 
 
-def apply_site_env(
-    env: dict[str, str],
+def _group_steps(
     set_entries: Iterable[EnvEntry],
     append: Iterable[EnvEntry],
     prepend: Iterable[EnvEntry],
     unset: Iterable[str],
-) -> None:
+) -> list[tuple[str, str, str]]:
     """One siteEnv group (a module's or the global one), in the documented order."""
-    for entry in set_entries:
-        env[entry.name] = entry.value
-    for entry in append:
-        _append(env, entry.name, entry.value, prepend=False)
-    for entry in prepend:
-        _append(env, entry.name, entry.value, prepend=True)
-    for name in unset:
-        env.pop(name, None)
+    return [
+        *((SET, entry.name, entry.value) for entry in set_entries),
+        *((APPEND, entry.name, entry.value) for entry in append),
+        *((PREPEND, entry.name, entry.value) for entry in prepend),
+        *((UNSET, name, "") for name in unset),
+    ]
+
+
+def site_env_steps(
+    modules: Sequence[ModuleConfig], config: UdiRootConfig | None
+) -> tuple[tuple[str, str, str], ...]:
+    """The site's environment changes: each active module's group, then the global one."""
+    steps = []
+    for module in modules:
+        steps += _group_steps(
+            module.site_env, module.site_env_append, module.site_env_prepend, module.site_env_unset
+        )
+    if config is not None:
+        steps += _group_steps(
+            config.site_env, config.site_env_append, config.site_env_prepend, config.site_env_unset
+        )
+    return tuple(steps)
+
+
+def apply_site_env(env: dict[str, str], steps: Iterable[tuple[str, str, str]]) -> None:
+    for operation, name, value in steps:
+        if operation == SET:
+            env[name] = value
+        elif operation == UNSET:
+            env.pop(name, None)
+        else:
+            _append(env, name, value, prepend=operation == PREPEND)
 
 
 def build_environment(
@@ -131,9 +179,11 @@ def build_environment(
     env_options: Sequence[tuple[str, str]] = (),
     modules: Sequence[ModuleConfig] = (),
     config: UdiRootConfig | None = None,
+    site_steps: Sequence[tuple[str, str, str]] | None = None,
 ) -> dict[str, str]:
     """The environment the command is exec'd with. `base` is `host_environment(...)` or
-    empty (`--clearenv`)."""
+    empty (`--clearenv`). The site's part: `site_steps` when given (an enter record's),
+    else computed from `modules` and `config`."""
     env = dict(base)
     if request:
         env["SHIFTER_IMAGEREQUEST"] = request
@@ -145,20 +195,7 @@ def build_environment(
             env[assignment[0]] = assignment[1]
     for name, value in (*env_file, *env_options):
         env[name] = value
-    for module in modules:
-        apply_site_env(
-            env,
-            module.site_env,
-            module.site_env_append,
-            module.site_env_prepend,
-            module.site_env_unset,
-        )
-    if config is not None:
-        apply_site_env(
-            env,
-            config.site_env,
-            config.site_env_append,
-            config.site_env_prepend,
-            config.site_env_unset,
-        )
+    if site_steps is None:
+        site_steps = site_env_steps(modules, config)
+    apply_site_env(env, site_steps)
     return env

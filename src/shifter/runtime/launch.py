@@ -6,16 +6,19 @@ in place): signals sent to `shifter`'s PID reach the command, and its exit statu
 shifter's. The only other process is squashfuse, detached from the launcher (see
 fuse.py), which exits by itself when the container's last process does.
 
-Order (unprivileged path):
+Order:
 
 1. everything that can fail without a namespace: image choice and lookup, `.meta`, the
    access check, modules, volumes (syntax and policy), argv, workdir, environment (the
    env-file is read on the host), /etc content, hooks;
-2. a user namespace mapping only the caller's uid and gid; /dev/fuse and the squashfuse
+2. when setupRoot already built a container for exactly this request (same signature),
+   enter it (enter.py) and go to 4; otherwise:
+3. a user namespace mapping only the caller's uid and gid; /dev/fuse and the squashfuse
    server (fuse.py); a mount namespace, `/` made a recursive slave (host mounts still
    propagate in, nothing leaks out);
-3. the container root at udiMount (vfs.py); chroot into it;
-4. privileges dropped and checked (privileges.py), workdir, module userhooks, exec.
+   the container root at udiMount (vfs.py); chroot into it;
+4. privileges dropped and checked (privileges.py), workdir, module userhooks, exec
+   (start.py).
 
 A failure at any step ends the process; its namespaces and mounts die with it, so there
 is nothing to undo.
@@ -27,33 +30,30 @@ reach): whatever the last steps need is imported before it.
 from __future__ import annotations
 
 import os
-import signal
-import sys
 from collections.abc import Mapping, Sequence
 
 from shifter.errors import ShifterError
-from shifter.runtime import privileges
-from shifter.runtime.command import WorkdirPlan, container_argv, plan_workdir
+from shifter.runtime import privileges, start
+from shifter.runtime.command import container_argv, plan_workdir
 from shifter.runtime.config import ModuleConfig, UdiRootConfig
+from shifter.runtime.enter import enter_root, open_matching
 from shifter.runtime.environment import (
     build_environment,
     host_environment,
-    parse_env_file,
     parse_env_option,
+    read_env_file,
 )
 from shifter.runtime.etc import plan_etc
-from shifter.runtime.hooks import check_hook, run_hook
 from shifter.runtime.identity import current_identity
 from shifter.runtime.imagesource import Image, check_acl, check_readable, find_image
 from shifter.runtime.modules import select_modules
 from shifter.runtime.selection import choose_image, choose_modules, choose_volumes
+from shifter.runtime.signature import container_signature
 from shifter.runtime.trace import Steps
-from shifter.runtime.vfs import BuildMode, ContainerPlan, build_container, container_signature
-from shifter.runtime.volumes import check_site_volume, check_user_volume
+from shifter.runtime.vfs import BuildMode, ContainerPlan, build_container, check_site
+from shifter.runtime.volumes import check_user_volume
 from shifter.runtime.volumespec import VolumeSpec, parse_volume_specs
 
-EXIT_NOT_FOUND = 127  # like a shell: the command does not exist
-EXIT_NOT_EXECUTABLE = 126  # like a shell: it exists but cannot be run
 UNPRIVILEGED_FORMATS = ("squashfs", "VFS", "local")
 
 
@@ -101,33 +101,12 @@ class LaunchRequest:
         self.verbose = verbose
 
 
-def _read_env_file(path: str) -> tuple[tuple[str, str], ...]:
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as file:
-            text = file.read()
-    except OSError as error:
-        raise ShifterError(f"cannot open env-file {path}: {error.strerror}") from None
-    return parse_env_file(text, path)
-
-
 def _user_volumes(request: LaunchRequest, environ: Mapping[str, str]) -> tuple[VolumeSpec, ...]:
     text, origin = choose_volumes(request.volumes, environ)
     specs = parse_volume_specs(text, source=origin or None)
     for spec in specs:
         check_user_volume(spec, origin)
     return specs
-
-
-def _check_site(config: UdiRootConfig, modules: Sequence[ModuleConfig]) -> None:
-    for site in (*config.site_fs, *(s for m in modules for s in m.site_fs)):
-        check_site_volume(site.spec, str(site.origin))
-    for key, path in (
-        ("sitePreMountHook", config.site_pre_mount_hook),
-        ("sitePostMountHook", config.site_post_mount_hook),
-        *((m.key("roothook"), m.roothook) for m in modules),
-    ):
-        if path:
-            check_hook(path, key)
 
 
 def _cwd() -> str | None:
@@ -150,17 +129,10 @@ def launch(
     user = identity.user
     image = find_image(choice.descriptor, config, environ=environ)
     check_acl(image, user.uid, identity.all_gids)
-    if image.format not in UNPRIVILEGED_FORMATS:
-        raise ShifterError(
-            f"image {image.descriptor} is {image.format}; shifter without root mounts only "
-            "squashfs images",
-            hint="the batch system's setupRoot (privileged) can mount it",
-        )
-    check_readable(image)
     modules_text, modules_origin = choose_modules(request.modules, environ)
     modules = select_modules(config, modules_text, modules_origin)
     user_volumes = _user_volumes(request, environ)
-    _check_site(config, modules)
+    check_site(config, modules)
     meta = image.meta
     argv = container_argv(
         request.command,
@@ -169,7 +141,7 @@ def launch(
         meta.cmd if meta else None,
     )
     workdir = plan_workdir(request.workdir, _cwd(), meta.workdir if meta else None)
-    env_file = _read_env_file(request.env_file) if request.env_file else ()
+    env_file = read_env_file(request.env_file) if request.env_file else ()
     env = build_environment(
         {} if request.clear_env else host_environment(environ),
         request=choice.request,
@@ -181,22 +153,36 @@ def launch(
         config=config,
     )
     signature = container_signature(image.id, user.name, user_volumes, [m.name for m in modules])
-    etc_files = plan_etc(config, identity)
     groups = privileges.expected_groups(os.getgroups(), (user.gid,), privileges.overflow_gid())
-    if any(module.userhook for module in modules):
-        from shifter import proc  # noqa: F401  (imported now: run_hook needs it in the chroot)
-    steps.done("planned")
-    _enter_private_container(
-        config, image, modules, user_volumes, etc_files, signature, request, steps
+    userhooks = [(m.key("userhook"), m.userhook) for m in modules if m.userhook]
+    start.prepare(userhooks)
+    existing = open_matching(config.udi_mount, signature)
+    if existing is not None:
+        steps.done("planned; entering the setupRoot container")
+        enter_root(existing)
+    else:
+        if image.format not in UNPRIVILEGED_FORMATS:
+            raise ShifterError(
+                f"image {image.descriptor} is {image.format}; shifter without root mounts "
+                "only squashfs images",
+                hint="the batch system's setupRoot (privileged) can mount it",
+            )
+        check_readable(image)
+        etc_files = plan_etc(config, identity)
+        steps.done("planned")
+        _enter_private_container(
+            config, image, modules, user_volumes, etc_files, signature, request, steps
+        )
+    steps.done("in the container")
+    return start.run_in_container(
+        uid=user.uid,
+        gid=user.gid,
+        groups=groups,
+        workdir=workdir,
+        userhooks=userhooks,
+        argv=argv,
+        env=env,
     )
-    privileges.drop_privileges(user.uid, user.gid, None)
-    _enter_workdir(workdir)
-    for module in modules:
-        if module.userhook:
-            run_hook(module.userhook, module.key("userhook"), os.getcwd())
-    privileges.verify_dropped(user.uid, user.gid, groups)
-    steps.done("privileges dropped")
-    return exec_command(argv, env)
 
 
 def _enter_private_container(
@@ -241,39 +227,3 @@ def _enter_private_container(
     steps.done("container built")
     chroot(config.udi_mount)
 
-
-def _enter_workdir(plan: WorkdirPlan) -> None:
-    first = plan.candidates[0]
-    for candidate in plan.candidates:
-        try:
-            os.chdir(candidate)
-        except OSError as error:
-            if plan.strict:
-                raise ShifterError(
-                    f"cannot change to working directory {candidate}: {error.strerror}",
-                    hint="give a directory that exists in the container",
-                ) from None
-            continue
-        if candidate != first:
-            print(
-                f"shifter: note: {first} is not in the container; starting in {candidate}",
-                file=sys.stderr,
-            )
-        return
-
-
-def exec_command(argv: Sequence[str], env: Mapping[str, str]) -> int:
-    """Become `argv` (searched on the container's PATH); on failure print why and return
-    the shell's status for it."""
-    # Python ignores these; an exec'd program would inherit that.
-    for number in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(number, signal.SIG_DFL)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execvpe(argv[0], list(argv), dict(env))
-    except OSError as error:
-        print(f"shifter: {argv[0]}: {error.strerror}", file=sys.stderr)
-        missing = isinstance(error, (FileNotFoundError, NotADirectoryError))
-        return EXIT_NOT_FOUND if missing else EXIT_NOT_EXECUTABLE
-    raise AssertionError("execvpe returned")  # pragma: no cover

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 from shifter.errors import ShifterError
 from shifter.runtime.config import ModuleConfig, UdiRootConfig
-from shifter.runtime.config_values import NO_MODULES
+from shifter.runtime.selection import module_names
 
 
 def select_modules(
     config: UdiRootConfig, selection: str | None, origin: str = "--module"
 ) -> tuple[ModuleConfig, ...]:
     """The active modules, in order; `selection` None means the configured defaults."""
-    if selection is None:
-        names: list[str] = list(config.default_modules)
-    elif selection.strip().lower() == NO_MODULES:
-        names = []
-    else:
-        names = [name.strip() for name in selection.split(",")]
+    names = module_names(selection, config.default_modules)
     configured = ", ".join(module.name for module in config.modules) or "none"
     active: list[ModuleConfig] = []
     for name in names:

@@ -15,10 +15,13 @@ overflow gid (65534, "nogroup"). That is what `expected_groups` predicts.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
 
 from shifter.errors import ShifterError
 from shifter.sys import caps
+
+TYPE_CHECKING = False  # the enter path: `typing` and `collections.abc` cost start-up time
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
 
 STATUS = "/proc/self/status"
 CAPABILITY_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
@@ -106,3 +109,34 @@ def verify_dropped(uid: int, gid: int, groups: Iterable[int]) -> None:
         raise PrivilegeError(
             "refusing to run the command with privileges left: " + "; ".join(problems)
         )
+
+
+class ActingAs:
+    """`with ActingAs(uid, gid, groups):` root takes the user's effective ids and groups for
+    a while (path lookups then check the user's permissions, as the original resolved
+    volume sources), and gets root's back on leaving. The real and saved ids stay root's,
+    which is what makes the way back possible."""
+
+    __slots__ = ("gid", "groups", "saved_groups", "uid")
+
+    def __init__(self, uid: int, gid: int, groups: Sequence[int]) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.groups = list(groups)
+        self.saved_groups: list[int] = []
+
+    def __enter__(self) -> None:
+        self.saved_groups = os.getgroups()
+        try:
+            os.setgroups(self.groups)
+            os.setresgid(-1, self.gid, -1)
+            os.setresuid(-1, self.uid, -1)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        # uid first: with a non-root effective uid the other two are not allowed.
+        os.setresuid(-1, 0, -1)
+        os.setresgid(-1, 0, -1)
+        os.setgroups(self.saved_groups)

@@ -15,14 +15,20 @@ image from the other). The request, exported as `SHIFTER_IMAGEREQUEST` in the co
 is the raw `--image` or `SHIFTER` text, else the inherited request variable.
 
 Pure functions: environment mapping in, values out.
+
+`pick_image`, `choose_volumes` and `module_names` only read strings: the path that enters
+a setupRoot container uses them without loading the image grammar or the configuration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 from shifter.errors import ImageReferenceError, ShifterError
-from shifter.image.descriptor import ImageDescriptor, parse_descriptor
+
+TYPE_CHECKING = False  # the enter path: `typing` and `collections.abc` cost start-up time
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from shifter.image.descriptor import ImageDescriptor
 
 IMAGE_PAIRS = (
     ("SHIFTER_IMAGETYPE", "SHIFTER_IMAGE"),
@@ -31,6 +37,7 @@ IMAGE_PAIRS = (
 REQUEST_VARIABLES = ("SHIFTER_IMAGEREQUEST", "SLURM_SPANK_SHIFTER_IMAGEREQUEST")
 VOLUME_VARIABLES = ("SHIFTER_VOLUME", "SLURM_SPANK_SHIFTER_VOLUME")
 MODULE_VARIABLES = ("SHIFTER_MODULE", "SLURM_SPANK_SHIFTER_MODULE")
+NO_MODULES = "none"  # a module selection that activates none (any letter case)
 NO_IMAGE_HINT = (
     "use --image=TYPE:IMAGE (e.g. --image=docker:ubuntu:22.04), or set SHIFTER_IMAGETYPE "
     "and SHIFTER_IMAGE"
@@ -56,6 +63,8 @@ class ImageChoice:
 
 
 def _parse(text: str, origin: str, default_type: str | None) -> ImageDescriptor:
+    from shifter.image.descriptor import parse_descriptor
+
     try:
         return parse_descriptor(text, default_type)
     except ImageReferenceError as error:
@@ -71,27 +80,38 @@ def _first_set(environ: Mapping[str, str], names: Sequence[str]) -> tuple[str, s
     return None
 
 
+def pick_image(
+    option: str | None, environ: Mapping[str, str]
+) -> tuple[str, str, str | None, bool] | None:
+    """The text that names this launch's image, unparsed: `(text, origin, request, typed)`;
+    a pair gives `TYPE:IMAGE` and `typed` (no default type applies). None: nothing names one.
+    """
+    inherited = _first_set(environ, REQUEST_VARIABLES)
+    inherited_request = inherited[1] if inherited else None
+    if option is not None:
+        return option, "--image", option, False
+    shifter = environ.get("SHIFTER", "")
+    if shifter:
+        return shifter, "SHIFTER", shifter, False
+    for type_name, image_name in IMAGE_PAIRS:
+        image_type, image = environ.get(type_name, ""), environ.get(image_name, "")
+        if image_type and image:
+            return f"{image_type}:{image}", f"{type_name}/{image_name}", inherited_request, True
+    if inherited is not None:
+        name, text = inherited
+        return text, name, text, False
+    return None
+
+
 def choose_image(
     option: str | None, environ: Mapping[str, str], default_type: str | None
 ) -> ImageChoice:
     """The image of this launch; `ShifterError` when none is named anywhere."""
-    inherited = _first_set(environ, REQUEST_VARIABLES)
-    inherited_request = inherited[1] if inherited else None
-    if option is not None:
-        return ImageChoice(_parse(option, "--image", default_type), "--image", option)
-    shifter = environ.get("SHIFTER", "")
-    if shifter:
-        return ImageChoice(_parse(shifter, "SHIFTER", default_type), "SHIFTER", shifter)
-    for type_name, image_name in IMAGE_PAIRS:
-        image_type, image = environ.get(type_name, ""), environ.get(image_name, "")
-        if image_type and image:
-            origin = f"{type_name}/{image_name}"
-            descriptor = _parse(f"{image_type}:{image}", origin, None)
-            return ImageChoice(descriptor, origin, inherited_request)
-    if inherited is not None:
-        name, text = inherited
-        return ImageChoice(_parse(text, name, default_type), name, text)
-    raise ShifterError("no image specified", hint=NO_IMAGE_HINT)
+    picked = pick_image(option, environ)
+    if picked is None:
+        raise ShifterError("no image specified", hint=NO_IMAGE_HINT)
+    text, origin, request, typed = picked
+    return ImageChoice(_parse(text, origin, None if typed else default_type), origin, request)
 
 
 def choose_volumes(options: Sequence[str], environ: Mapping[str, str]) -> tuple[str, str]:
@@ -109,3 +129,13 @@ def choose_modules(option: str | None, environ: Mapping[str, str]) -> tuple[str 
         return option, "--module"
     found = _first_set(environ, MODULE_VARIABLES)
     return (found[1], found[0]) if found else (None, "defaultModules")
+
+
+def module_names(selection: str | None, defaults: Sequence[str]) -> list[str]:
+    """The module names a selection asks for, in order (None: the defaults); whether they
+    exist and may be combined is `modules.select_modules`'s business."""
+    if selection is None:
+        return list(defaults)
+    if selection.strip().lower() == NO_MODULES:
+        return []
+    return [name.strip() for name in selection.split(",")]

@@ -14,14 +14,18 @@ original's order:
 
 1. the image at loopMount (its server starts while the rest is built);
 2. a `rootfsType` filesystem at udiMount (nosuid, nodev, private), the skeleton
-   directories and `var/shifterConfig.json`;
+   directories, and `var/shifterConfig.json` (and on the privileged path the enter record)
+   created empty, so that nothing from the image can take those names;
 3. sitePreMountHook, siteFs, sitePostMountHook, each active module's siteFs;
 4. /etc (etc.py), /opt/udiImage from optUdiImage and the modules' copyPath (read-only),
    the modules' roothooks;
 5. /proc, /sys, /dev, /tmp, /var/tmp;
 6. the image's content (imagebind.py): `/`, `/var`, `/opt`, then `/etc`;
-7. the user's volumes (volumes.py: resolved with the path guard, race-free binds);
-8. the root remounted read-only unless mountUdiRootWritable=1.
+7. the user's volumes (volumes.py: resolved with the path guard, race-free binds; on the
+   privileged path the source is resolved with the user's credentials, and perNodeCache
+   volumes are made: pernodecache.py);
+8. the signature (and the enter record) written: only a complete container can match;
+9. the root remounted read-only unless mountUdiRootWritable=1.
 """
 
 from __future__ import annotations
@@ -35,11 +39,14 @@ from shifter.runtime import volumes
 from shifter.runtime.binds import bind, bind_staged, restrictions
 from shifter.runtime.config import ModuleConfig, UdiRootConfig
 from shifter.runtime.etc import write_etc
-from shifter.runtime.hooks import run_hook
+from shifter.runtime.hooks import check_hook, run_hook
 from shifter.runtime.imagebind import ImageTree
-from shifter.runtime.pathguard import fd_path
+from shifter.runtime.pathguard import Resolved, fd_path
+from shifter.runtime.privileges import ActingAs
+from shifter.runtime.signature import ENTER_FILE, SIGNATURE_FILE
+from shifter.runtime.signature import container_signature as container_signature  # (moved)
 from shifter.runtime.trace import Steps
-from shifter.runtime.volumespec import VolumeSpec, volume_signature
+from shifter.runtime.volumespec import VolumeSpec
 from shifter.sys.mount import MountFlag, kept_flags, mount
 
 SKELETON = (
@@ -59,7 +66,7 @@ SKELETON = (
     ("tmp", 0o755),
 )
 STAGING = ".shifter-staging"  # where volumes are configured before being moved in place
-SIGNATURE_FILE = "var/shifterConfig.json"
+ROOT_SOURCE = "shifter"  # the root filesystem's name in the mount table
 ROOT_FLAGS = MountFlag.NOSUID | MountFlag.NODEV
 PROPAGATION = {"private": MountFlag.PRIVATE, "slave": MountFlag.SLAVE}
 
@@ -73,10 +80,16 @@ ImageMounter = Callable[[str], None]  # mounts the image read-only at the given 
 
 
 class ContainerPlan:
-    """Everything the build needs, decided before any mount. (Plain class: launch path.)"""
+    """Everything the build needs, decided before any mount. (Plain class: launch path.)
+
+    `credentials` (privileged path): the user's uid, gid and groups, with which volume
+    sources are resolved and to whom perNodeCache volumes belong. `enter_record`
+    (privileged path): the bytes of the enter record (signature.py)."""
 
     __slots__ = (
         "config",
+        "credentials",
+        "enter_record",
         "etc_files",
         "image_mounter",
         "image_path",
@@ -101,6 +114,8 @@ class ContainerPlan:
         signature: str,
         wait_for_image: Callable[[], None] | None = None,
         steps: Steps | None = None,
+        credentials: tuple[int, int, tuple[int, ...]] | None = None,
+        enter_record: bytes | None = None,
     ) -> None:
         self.config = config
         self.mode = mode
@@ -112,18 +127,21 @@ class ContainerPlan:
         self.etc_files = etc_files
         self.signature = signature
         self.steps = steps or Steps(False)
+        self.credentials = credentials
+        self.enter_record = enter_record
 
 
-def container_signature(
-    image_id: str, user: str, user_volumes: Sequence[VolumeSpec], modules: Sequence[str]
-) -> str:
-    """The original's reuse signature (its `shifterConfig.json`, byte for byte)."""
-    volume_map = volume_signature(user_volumes)
-    module_list = "".join(f"{name}," for name in modules)
-    return (
-        f'{{"identifier":"{image_id}","user":"{user}","volMap":"{volume_map}",'
-        f'"modules":"{module_list}"}}'
-    )
+def check_site(config: UdiRootConfig, modules: Sequence[ModuleConfig]) -> None:
+    """The site's volumes and hooks, checked while planning (before anything is mounted)."""
+    for site in (*config.site_fs, *(s for m in modules for s in m.site_fs)):
+        volumes.check_site_volume(site.spec, str(site.origin))
+    for key, path in (
+        ("sitePreMountHook", config.site_pre_mount_hook),
+        ("sitePostMountHook", config.site_post_mount_hook),
+        *((m.key("roothook"), m.roothook) for m in modules),
+    ):
+        if path:
+            check_hook(path, key)
 
 
 def _existing_directory(path: str, key: str, config: UdiRootConfig) -> None:
@@ -166,12 +184,14 @@ class _Builder:
             image_root = config.loop_mount
         steps = self.plan.steps
         steps.done("image mounted")
-        mount(config.rootfs_type, self.root, config.rootfs_type, ROOT_FLAGS, "mode=755")
+        mount(ROOT_SOURCE, self.root, config.rootfs_type, ROOT_FLAGS, "mode=755")
         mount(None, self.root, None, MountFlag.PRIVATE | MountFlag.REC)
         for relative, mode in SKELETON:
             os.mkdir(self.path(relative), mode)
         os.mkdir(self.staging, 0o700)
-        self.write_signature()
+        self.reserve(SIGNATURE_FILE)
+        if self.plan.enter_record is not None:
+            self.reserve(ENTER_FILE)
         self.site_layer()
         steps.done("root, site filesystems, /etc")
         self.kernel_interfaces()
@@ -183,14 +203,21 @@ class _Builder:
         steps.done("image content")
         self.user_volumes()
         os.rmdir(self.staging)
+        self.fill(SIGNATURE_FILE, (self.plan.signature + "\n").encode())
+        if self.plan.enter_record is not None:
+            self.fill(ENTER_FILE, self.plan.enter_record)
         if not config.mount_udi_root_writable:
             mount(None, self.root, None, MountFlag.REMOUNT | ROOT_FLAGS | MountFlag.RDONLY)
         steps.done("volumes")
 
-    def write_signature(self) -> None:
-        fd = os.open(self.path(SIGNATURE_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    def reserve(self, relative: str) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        os.close(os.open(self.path(relative), flags, 0o644))
+
+    def fill(self, relative: str, content: bytes) -> None:
+        fd = os.open(self.path(relative), os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            os.write(fd, (self.plan.signature + "\n").encode())
+            os.write(fd, content)
         finally:
             os.close(fd)
 
@@ -302,14 +329,11 @@ class _Builder:
     def user_volume(
         self, root_fd: int, spec: VolumeSpec, root_device: int, devices: set[int]
     ) -> None:
-        origin = "--volume"
-        if spec.per_node_cache is not None and self.user_ns:
-            raise volumes.VolumeError(
-                f"volume {spec}: perNodeCache needs the privileged path",
-                hint="ask for it when the job starts (the batch system's setupRoot), or "
-                "use a directory under /tmp",
-            )
-        source = volumes.container_source(root_fd, spec, origin)
+        origin = "--volume" if self.user_ns else "-v"  # how the user gave it
+        if spec.per_node_cache is not None:
+            self.per_node_cache(root_fd, spec, root_device, devices)
+            return
+        source = self.user_source(root_fd, spec, origin)
         try:
             target = volumes.destination(
                 root_fd, spec, origin, user=True, root_device=root_device, devices=devices
@@ -330,6 +354,39 @@ class _Builder:
                 target.close()
         finally:
             source.close()
+
+    def user_source(self, root_fd: int, spec: VolumeSpec, origin: str) -> Resolved:
+        credentials = self.plan.credentials
+        if credentials is None:  # the user's own namespace: the lookup is the user's anyway
+            return volumes.container_source(root_fd, spec, origin)
+        # As root, but looked up with the user's permissions: a directory the user cannot
+        # reach (under another user's 0700 directory) must not become reachable.
+        with ActingAs(*credentials):
+            return volumes.container_source(root_fd, spec, origin)
+
+    def per_node_cache(
+        self, root_fd: int, spec: VolumeSpec, root_device: int, devices: set[int]
+    ) -> None:
+        if self.user_ns or self.plan.credentials is None:
+            raise volumes.VolumeError(
+                f"volume {spec}: perNodeCache needs the privileged path",
+                hint="ask for it when the job starts (the batch system's setupRoot), or "
+                "use a directory under /tmp",
+            )
+        from shifter.runtime.pernodecache import mount_per_node_cache
+
+        target = volumes.destination(
+            root_fd, spec, "-v", user=True, root_device=root_device, devices=devices
+        )
+        try:
+            uid, gid, _ = self.plan.credentials
+            mount_per_node_cache(
+                self.config, spec, self.staging, uid=uid, gid=gid,
+                propagation=self.propagation(spec),
+            )  # fmt: skip
+            mount(self.staging, fd_path(target.fd), None, MountFlag.MOVE)
+        finally:
+            target.close()
 
 
 def build_container(plan: ContainerPlan) -> None:

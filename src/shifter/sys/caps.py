@@ -2,21 +2,22 @@
 
 `capset`/`capget` use the v3 (64-bit) ABI. The bounding set is cleared one capability at a
 time up to `last_cap()`; ambient capabilities are cleared with PR_CAP_AMBIENT.
+
+On the enter path (see libc.py): no `enum`; `Prctl` values are plain ints.
 """
 
 from __future__ import annotations
 
 import ctypes
-import enum
 
-from shifter.sys.libc import check, libc
+from shifter.sys.libc import Constants, Named, check, libc
 
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 # The capability sets are 64-bit masks: a larger number means a kernel we do not know.
 CAP_LIMIT = 63
 
 
-class Prctl(enum.IntEnum):
+class Prctl(Constants):
     """The prctl(2) options shifter uses."""
 
     SET_PDEATHSIG = 1
@@ -42,11 +43,11 @@ class _Data(ctypes.Structure):
     )
 
 
-def prctl(option: Prctl, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    """prctl(2); returns its (non-negative) result."""
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2) with a `Prctl` option; returns its (non-negative) result."""
     args = [ctypes.c_ulong(arg) for arg in (arg2, arg3, arg4, arg5)]
     result = libc().prctl(ctypes.c_int(option), *args)
-    return check(result, "prctl", option, arg2, arg3, arg4, arg5)
+    return check(result, "prctl", Named(Prctl, option), arg2, arg3, arg4, arg5)
 
 
 def last_cap() -> int:

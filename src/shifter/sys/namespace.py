@@ -1,15 +1,17 @@
-"""unshare(2), setns(2) and the id maps of a new user namespace."""
+"""unshare(2), setns(2) and the id maps of a new user namespace.
+
+On the enter path (see libc.py): no `enum`; `Namespace` values are plain ints.
+"""
 
 from __future__ import annotations
 
 import ctypes
-import enum
 import os
 
-from shifter.sys.libc import check, libc, raise_oserror
+from shifter.sys.libc import Constants, Named, check, libc, raise_oserror
 
 
-class Namespace(enum.IntFlag):
+class Namespace(Constants):
     """The CLONE_NEW* flags of unshare(2) and setns(2)."""
 
     NEWNS = 0x00020000
@@ -21,14 +23,15 @@ class Namespace(enum.IntFlag):
     NEWNET = 0x40000000
 
 
-def unshare(flags: Namespace) -> None:
-    """unshare(2). (os.unshare exists only from Python 3.12.)"""
-    check(libc().unshare(ctypes.c_int(flags)), "unshare", flags)
+def unshare(flags: int) -> None:
+    """unshare(2) with `Namespace` flags. (os.unshare exists only from Python 3.12.)"""
+    check(libc().unshare(ctypes.c_int(flags)), "unshare", Named(Namespace, flags))
 
 
-def setns(fd: int, nstype: Namespace | int = 0) -> None:
+def setns(fd: int, nstype: int = 0) -> None:
     """setns(2) into the namespace `fd` refers to (0: any type)."""
-    check(libc().setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", fd, nstype)
+    result = libc().setns(ctypes.c_int(fd), ctypes.c_int(nstype))
+    check(result, "setns", fd, Named(Namespace, nstype))
 
 
 def _write_proc(name: str, text: str) -> None:
@@ -43,15 +46,15 @@ def _write_proc(name: str, text: str) -> None:
         raise raise_oserror(error, "write", path, text) from None
 
 
-def enter_user_namespace(uid: int, gid: int) -> None:
+def enter_user_namespace(uid: int, gid: int, flags: int = 0) -> None:
     """Unshare a user namespace in which this process keeps its own uid and gid.
 
     Only the caller's own ids are mapped (what an unprivileged process may write), so
     setgroups must be denied first: the supplementary groups stay what they were and show
     as the overflow gid. The process has every capability inside the new namespace until
-    it execs a program as a non-zero uid.
+    it execs a program as a non-zero uid. `flags`: more namespaces to unshare with it.
     """
-    unshare(Namespace.NEWUSER)
+    unshare(Namespace.NEWUSER | flags)
     _write_proc("setgroups", "deny")
     _write_proc("uid_map", f"{uid} {uid} 1")
     _write_proc("gid_map", f"{gid} {gid} 1")

@@ -18,6 +18,15 @@ def chroot(path: str) -> None:
         raise raise_oserror(error, "chroot", path) from None
 
 
+def chroot_cwd() -> None:
+    """chroot(2) to the working directory, then chdir to the new "/"."""
+    try:
+        os.chroot(".")
+        os.chdir("/")
+    except OSError as error:
+        raise raise_oserror(error, "chroot", os.getcwd()) from None
+
+
 def _pivot_root_number() -> int:
     machine = os.uname().machine
     numbers = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "ppc64": 203}
