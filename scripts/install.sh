@@ -25,7 +25,7 @@ packages=(
     procps iproute2 kmod
 )
 if [ "${1:-}" = "--bench" ]; then
-    packages+=(charliecloud podman debootstrap hyperfine time)
+    packages+=(charliecloud podman debootstrap hyperfine time wrk)
 fi
 
 missing=()
