@@ -13,10 +13,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 
 from bench.postgres import free_port
 from shifter import proc
+from shifter.devtools.service import ServiceProcess
 from shifter.errors import ToolError
 
 START_TIMEOUT_S = 60.0
@@ -53,25 +53,21 @@ def gateway_config(
     return path
 
 
-class ServerProcess:
+class ServerProcess(ServiceProcess):
     """`shifter-imagegw serve --workers N` on a free loopback port, stopped by its PID."""
+
+    stop_timeout_s = STOP_TIMEOUT_S
 
     def __init__(self, config: Path, log_path: Path, *, workers: int) -> None:
         self.config = config
         self.log_path = log_path
         self.workers = workers
         self.port = free_port()
-        self._process: proc.Process[bytes] | None = None
+        super().__init__()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        if self._process is None:
-            raise RuntimeError("the gateway is not running")
-        return self._process.pid
 
     def start(self) -> ServerProcess:
         command = Path(sys.executable).parent / "shifter-imagegw"
@@ -106,18 +102,3 @@ class ServerProcess:
         finally:
             connection.close()
 
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            proc.stop(process, timeout=STOP_TIMEOUT_S)
-
-    def __enter__(self) -> ServerProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -17,8 +17,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
+from shifter.devtools.service import ServiceProcess
 from shifter.errors import ShifterError, ToolError
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -34,20 +34,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class PostgresServer:
+class PostgresServer(ServiceProcess):
     """One `postgres` process in `directory`; a context manager."""
+
+    stop_signal = signal.SIGINT  # PostgreSQL's "fast shutdown"
+    stop_timeout_s = STOP_TIMEOUT_S
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.port = free_port()
         self.log_path = self.directory / "postgres.log"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        if self._process is None:
-            raise RuntimeError("postgres is not running")
-        return self._process.pid
+        super().__init__()
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{ACCOUNT}@127.0.0.1:{self.port}/{database}"
@@ -94,24 +91,3 @@ class PostgresServer:
         self.stop()
         raise ToolError("postgres did not start", stderr_tail=tail)
 
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -188,11 +189,13 @@ def spawn(
         )
 
 
-def stop(process: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
-    """Stop a program started by `spawn`: SIGTERM by its PID, SIGKILL if it lingers."""
+def stop(
+    process: subprocess.Popen[bytes], *, timeout: float = 10.0, signum: int = signal.SIGTERM
+) -> None:
+    """Stop a program started by `spawn`: `signum` by its PID, SIGKILL if it lingers."""
     if process.poll() is not None:
         return
-    process.terminate()
+    process.send_signal(signum)
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -10,16 +10,16 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from types import TracebackType
 
 from shifter import proc
+from shifter.devtools.service import ServiceProcess
 from shifter.errors import ToolError
 
 KEY_BYTES = 1024
 START_TIMEOUT_S = 10.0
 
 
-class MungeServer:
+class MungeServer(ServiceProcess):
     """One `munged -F` process; `socket` is what clients pass as `-S` (or MUNGE_OPT_SOCKET)."""
 
     def __init__(self, directory: Path) -> None:
@@ -30,13 +30,7 @@ class MungeServer:
         self.log_file = self.directory / "munged.log"
         self.seed_file = self.directory / "munged.seed"
         self.output_file = self.directory / "munged.stderr"
-        self._process: proc.Process[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        if self._process is None:
-            raise RuntimeError("munged is not running")
-        return self._process.pid
+        super().__init__()
 
     def start(self, key: bytes | None = None) -> MungeServer:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -77,18 +71,3 @@ class MungeServer:
             hint="is Debian's munge package installed? (scripts/install.sh)",
         )
 
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            proc.stop(process)
-
-    def __enter__(self) -> MungeServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

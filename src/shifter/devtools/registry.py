@@ -13,9 +13,9 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from shifter import proc
+from shifter.devtools.service import ServiceProcess
 from shifter.errors import ToolError
 from shifter.proc import find_tool
 
@@ -39,7 +39,7 @@ class TLSFiles:
     key: Path
 
 
-class RegistryServer:
+class RegistryServer(ServiceProcess):
     """One `docker-registry serve` process; use as a context manager or call start/stop."""
 
     def __init__(
@@ -59,7 +59,7 @@ class RegistryServer:
         self.token = token
         self.host = host
         self.port: int | None = None
-        self._process: proc.Process[bytes] | None = None
+        super().__init__()
 
     @property
     def netloc(self) -> str:
@@ -71,10 +71,6 @@ class RegistryServer:
     def url(self) -> str:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{self.netloc}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
 
     @property
     def log_path(self) -> Path:
@@ -135,18 +131,3 @@ class RegistryServer:
         self.stop()
         raise ToolError("docker-registry did not start", stderr_tail=tail)
 
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            proc.stop(process)
-
-    def __enter__(self) -> RegistryServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
