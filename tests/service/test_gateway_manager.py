@@ -8,6 +8,7 @@ and `Lifecycle` the workers use, so each transition of the original's state mach
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from shifter.gateway import store_images as images
 from shifter.gateway import store_jobs as jobs
 from shifter.gateway.config import gateway_config_from_data
 from shifter.gateway.credentials import CredentialVault
@@ -240,8 +242,6 @@ def test_a_stranger_pulling_a_private_image_is_added_not_substituted(gateway: Ga
     from shifter.gateway.lifecycle import final_acls
 
     with gateway.store.reading() as conn:
-        from shifter.gateway import store_images as images
-
         existing = images.record(conn, record.pk)
     assert final_acls(existing, True, (BOB.uid,), (), BOB) == (
         (ALICE.uid, BOB.uid), (), True)
@@ -315,6 +315,55 @@ def test_lookups_are_counted_in_the_metrics(gateway: Gateway) -> None:
         gateway.manager.metrics(SYSTEM, BOB, 2)
     with pytest.raises(BadRequest):
         gateway.manager.metrics(SYSTEM, ADMIN, 0)
+
+
+def stored_expiration(gateway: Gateway, record_pk: int) -> float | None:
+    with gateway.store.reading() as conn:
+        found = images.record(conn, record_pk)
+    assert found is not None
+    return found.expiration
+
+
+def test_a_lookup_pushes_the_expiration_back_to_the_minute(gateway: Gateway) -> None:
+    record, _ = pull(gateway)
+    gateway.finish(record.pk)
+    timeout = 3600.0  # ImageExpirationTimeout
+    gateway.manager.lookup(SYSTEM, "docker", "ubuntu:22.04", ALICE)
+    assert stored_expiration(gateway, record.pk) == gateway.clock() + timeout
+    written = gateway.clock() + timeout
+    gateway.clock.advance(59)  # less than a minute behind: a read, nothing written
+    gateway.manager.lookup(SYSTEM, "docker", "ubuntu:22.04", ALICE)
+    assert stored_expiration(gateway, record.pk) == written
+    gateway.clock.advance(2)
+    gateway.manager.lookup(SYSTEM, "docker", "ubuntu:22.04", ALICE)
+    assert stored_expiration(gateway, record.pk) == gateway.clock() + timeout
+    # A caller who may not read the image does not count as a use.
+    private, _ = pull(gateway, "private:1", user_acl=(ALICE.uid,))
+    gateway.finish(private.pk, OTHER_IMAGE, private=True, users=(ALICE.uid,))
+    before = stored_expiration(gateway, private.pk)
+    gateway.clock.advance(600)
+    with pytest.raises(NotFound):
+        gateway.manager.lookup(SYSTEM, "docker", "private:1", BOB)
+    assert stored_expiration(gateway, private.pk) == before
+
+
+def test_usage_rows_are_written_in_batches_by_a_thread(gateway: Gateway) -> None:
+    record, _ = pull(gateway)
+    gateway.finish(record.pk)
+    usage = gateway.manager.usage
+    usage.start()
+    try:
+        for _ in range(3):
+            gateway.manager.lookup(SYSTEM, "docker", "ubuntu:22.04", BOB)
+        deadline = time.monotonic() + 10
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(rows) < 3:
+            time.sleep(0.1)
+            with gateway.store.reading() as conn:  # not through metrics(), which flushes
+                rows = images.recent_metrics(conn, SYSTEM, 10)
+    finally:
+        usage.stop()
+    assert [(row["user"], row["tag"]) for row in rows] == [("bob", "ubuntu:22.04")] * 3
 
 
 def test_a_job_interrupted_too_often_fails_for_good(gateway: Gateway) -> None:

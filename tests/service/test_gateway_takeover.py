@@ -166,6 +166,9 @@ def secure_relay(registry_basic: RegistryEndpoint) -> Iterator[tuple[TlsRelay, F
             yield relay, held
 
 
+ADOPTION_LEASE = {"SHIFTER_IMAGEGW_LEASE_S": "8"}
+
+
 @dataclass
 class KilledPull:
     """A private pull whose gateway was killed mid-download, and the gateway left."""
@@ -192,11 +195,13 @@ def killed_private_pull(
     def login() -> dict[str, str]:  # what shifterimg sends after `shifterimg login secure`
         return caller.with_credentials(USER_A, {"secure": PULLER})
 
-    first = gateway_servers(env.write())
+    # The survivor adopts the job only between one and two leases after the last heartbeat,
+    # so the lease must outlast a gateway's start-up on a loaded 2-core machine.
+    first = gateway_servers(env.write(), **ADOPTION_LEASE)
     assert pull(first, caller, tag, login())["status"] == "INIT"
     wait_for(lambda: hold.fired == 1, what="the pull to be downloading")
     first.kill()
-    return KilledPull(tag, gateway_servers(env.write()), login)
+    return KilledPull(tag, gateway_servers(env.write(), **ADOPTION_LEASE), login)
 
 
 def test_a_private_pull_taken_over_uses_credentials_the_client_sends_again(

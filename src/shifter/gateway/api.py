@@ -12,10 +12,12 @@
     GET  /metrics                                  Prometheus text
 
 The tag is a path parameter: the server percent-decodes the URL before routing, so the C
-client's `org%2Frepo%3Atag` arrives as `org/repo:tag`. Handlers are plain functions:
-FastAPI runs them, and the munge decoding in `session`, in its thread pool, never on the
-event loop. Every JSON reply has `Content-Type: application/json` (no charset) and a
-Content-Length, which the C client requires.
+client's `org%2Frepo%3Atag` arrives as `org/repo:tag`. Blocking work (the munge decoding,
+the store) never runs on the event loop: most handlers are plain functions that FastAPI
+runs in its thread pool after the `session` dependency (also run there); lookup and pull,
+the hot paths, authenticate and answer in a single thread-pool call. Every JSON reply has
+`Content-Type: application/json` (no charset) and a Content-Length, which the C client
+requires.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from shifter.gateway.authn import HEADER, Session
 from shifter.gateway.failures import BadRequest, RequestError
@@ -35,15 +38,15 @@ from shifter.gateway.service import GatewayService
 TAGGED = "/{system}/{imgtype}/{tag:path}/"
 
 
-def service(request: Request) -> GatewayService:
+async def service(request: Request) -> GatewayService:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
 Service = Annotated[GatewayService, Depends(service)]
 
 
-def session(request: Request, system: str, gateway: Service) -> Session:
-    """The authenticated caller (a sync dependency: it runs in the thread pool)."""
+def authenticated(request: Request, system: str, gateway: GatewayService) -> Session:
+    """The caller of a request (blocking: munge decodes through munged's socket)."""
     try:
         found = gateway.authenticator.authenticate(system, request.headers.get(HEADER))
     except RequestError as error:
@@ -55,6 +58,11 @@ def session(request: Request, system: str, gateway: Service) -> Session:
         raise
     request.state.user = found.requester.describe()
     return found
+
+
+def session(request: Request, system: str, gateway: Service) -> Session:
+    """The authenticated caller (a sync dependency: it runs in the thread pool)."""
+    return authenticated(request, system, gateway)
 
 
 Caller = Annotated[Session, Depends(session)]
@@ -98,36 +106,45 @@ def list_images(system: str, caller: Caller, gateway: Service) -> JSONResponse:
 
 
 @router.get("/api/lookup" + TAGGED)
-def lookup(
-    request: Request, system: str, imgtype: str, tag: str, caller: Caller, gateway: Service
+async def lookup(
+    request: Request, system: str, imgtype: str, tag: str, gateway: Service
 ) -> JSONResponse:
-    _noted(request, imgtype, tag)
-    record = gateway.manager.lookup(system, imgtype, tag, caller.requester)
-    return JSONResponse(to_response(record, caller.requester))
+
+    def answer() -> dict[str, Any]:
+        caller = authenticated(request, system, gateway)
+        _noted(request, imgtype, tag)
+        record = gateway.manager.lookup(system, imgtype, tag, caller.requester)
+        return to_response(record, caller.requester)
+
+    return JSONResponse(await run_in_threadpool(answer))
 
 
 @router.post("/api/pull" + TAGGED)
-def pull(
+async def pull(
     request: Request,
     system: str,
     imgtype: str,
     tag: str,
-    caller: Caller,
     gateway: Service,
     body: Annotated[Any, Depends(optional_json_body)],
 ) -> JSONResponse:
-    _noted(request, imgtype, tag)
     document = body if isinstance(body, dict) else {}
-    try:
-        user_acl = parse_id_list(document.get("allowed_uids"), "allowed_uids")
-        group_acl = parse_id_list(document.get("allowed_gids"), "allowed_gids")
-    except ValueError as error:
-        raise BadRequest(str(error)) from None
-    record, shown = gateway.manager.pull(
-        system, imgtype, tag, caller.requester,
-        user_acl=user_acl, group_acl=group_acl, authorized=caller.authorized,
-    )
-    return JSONResponse(to_response(record, caller.requester, status=shown))
+
+    def answer() -> dict[str, Any]:
+        caller = authenticated(request, system, gateway)
+        _noted(request, imgtype, tag)
+        try:
+            user_acl = parse_id_list(document.get("allowed_uids"), "allowed_uids")
+            group_acl = parse_id_list(document.get("allowed_gids"), "allowed_gids")
+        except ValueError as error:
+            raise BadRequest(str(error)) from None
+        record, shown = gateway.manager.pull(
+            system, imgtype, tag, caller.requester,
+            user_acl=user_acl, group_acl=group_acl, authorized=caller.authorized,
+        )
+        return to_response(record, caller.requester, status=shown)
+
+    return JSONResponse(await run_in_threadpool(answer))
 
 
 @router.post("/api/doimport" + TAGGED)

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -49,6 +50,8 @@ access_log = logging.getLogger("shifter.gateway.access")
 
 # Methods counted by name; any other (clients may send any token) is "other".
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+# Threads that run blocking request work (munge, the store): anyio's default is 40.
+REQUEST_THREADS = 8
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
@@ -220,6 +223,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = GatewayService(config, settings, worker_threads=worker_threads)
         await asyncio.to_thread(service.start)
+        # Request threads beyond a few only contend for the GIL and the store's pool.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         app.state.service = service
         try:
             yield

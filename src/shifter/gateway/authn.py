@@ -2,9 +2,10 @@
 
 The credential is decoded by libmunge against the munged of the platform named in the URL
 (`Platforms.<system>.mungeSocketPath`), so each system's clients sign with their own key.
-munge vouches for the uid and gid and refuses expired, replayed and forged credentials; the
-user name and supplementary groups come from this host's user database (the original ran
-`id -G`), and the payload may carry registry credentials (`{"authorized_locations": ...}`).
+munge vouches for the uid and gid and refuses expired, replayed and forged credentials;
+the user name and supplementary groups come from this host's user database (the original
+ran `id -G`; remembered for a minute), and the payload may carry registry credentials
+(`{"authorized_locations": ...}`).
 
 Every API request except `/`, `queue`, `/metrics` and the OpenAPI pages must carry a valid
 credential. The original let a request without the header through as "nobody", which
@@ -19,6 +20,7 @@ import logging
 import os
 import pwd
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 HEADER = "authentication"
 CREDENTIAL_MAX = 64 * 1024
+REQUESTER_TTL_S = 60.0
 NEW_CREDENTIAL_HINT = "make a new credential for every request (munge -n), signed by the " \
     "munge key of this system"
 
@@ -63,6 +66,38 @@ def requester_for(uid: int, gid: int) -> Requester:
     return Requester(uid=uid, gid=gid, user=name, groups=groups)
 
 
+class RequesterCache:
+    """`requester_for` remembered for `ttl_s` (a minute): the user database is read
+    (getpwuid, getgrouplist) once a minute per (uid, gid) instead of on every request, so
+    a change of a user's groups is seen within a minute."""
+
+    def __init__(
+        self,
+        ttl_s: float = REQUESTER_TTL_S,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 4096,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._found: dict[tuple[int, int], tuple[float, Requester]] = {}
+
+    def get(self, uid: int, gid: int) -> Requester:
+        now = self.clock()
+        with self._lock:
+            cached = self._found.get((uid, gid))
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
+        found = requester_for(uid, gid)
+        with self._lock:
+            if len(self._found) >= self.max_entries:
+                self._found.clear()
+            self._found[(uid, gid)] = (now, found)
+        return found
+
+
 def authorized_locations(payload: bytes) -> dict[str, str]:
     """The `authorized_locations` of a credential's payload; {} when it has none. A payload
     that is not that JSON document is ignored, as the original ignored it."""
@@ -90,6 +125,7 @@ class Authenticator:
         self._make = munge
         self._lock = threading.Lock()
         self._by_socket: dict[str, Munge] = {}
+        self._requesters = RequesterCache()
 
     def _munge(self, socket_path: str) -> Munge:
         with self._lock:
@@ -113,7 +149,7 @@ class Authenticator:
             raise BadRequest(error.message, hint=error.hint) from None
         decoded = self._decode(platform.munge_socket_path, credential.strip(), system)
         return Session(
-            requester=requester_for(decoded.uid, decoded.gid),
+            requester=self._requesters.get(decoded.uid, decoded.gid),
             authorized=authorized_locations(decoded.payload),
         )
 

@@ -14,6 +14,7 @@ unknown (the caller then pulls with their own registry credentials).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -34,6 +35,7 @@ from shifter.gateway.manager_admin import AdminRequests
 from shifter.gateway.records import IN_FLIGHT, ImageRecord, Requester, Status
 from shifter.gateway.settings import ServiceSettings
 from shifter.gateway.store import MetadataStore
+from shifter.gateway.usage import UsageLog
 from shifter.image.descriptor import parse_descriptor
 from shifter.image.reference import split_location
 
@@ -42,6 +44,9 @@ log = logging.getLogger(__name__)
 PULLABLE_TYPES = ("docker",)
 IMPORT_TYPES = ("custom",)
 IMPORT_FORMATS = ("squashfs",)
+# A lookup pushes the expiration back only when the stored one is this much behind, so
+# lookups of a busy image do not all write: expiration is kept to the minute.
+EXPIRATION_STEP_S = 60.0
 
 
 class ImageManager(AdminRequests):
@@ -66,6 +71,7 @@ class ImageManager(AdminRequests):
         self.vault = vault
         self.clock = clock
         self.on_new_job = on_new_job
+        self.usage = UsageLog(store)
 
     # -- names ---------------------------------------------------------------------------
 
@@ -98,27 +104,22 @@ class ImageManager(AdminRequests):
 
     def lookup(self, system: str, itype: str, tag: str, who: Requester) -> ImageRecord:
         """The READY image of a tag; NotFound if there is none the caller may read. Each
-        lookup is a use: it pushes the image's expiration back (and is counted in metrics)."""
+        lookup is a use: it pushes the image's expiration back, to the minute (and is
+        counted in metrics). The lookup itself only reads: the expiration is written when
+        the stored one is more than EXPIRATION_STEP_S behind, and metrics rows in batches."""
         self.platform(system)
         tag = self.normal_tag(itype, tag, ("docker", "custom"))
-
-        def find(conn: Connection) -> ImageRecord | None:
-            now = self.clock()
+        with self.store.reading() as conn:
             found = images.ready_by_tag(conn, system, itype, tag)
-            if found is None or not found.readable_by(who):
-                return None
-            expiration = now + self.config.image_expiration_timeout.total_seconds()
-            images.update_record(conn, found.pk, expiration=expiration)
-            if self.config.metrics:
-                images.add_metric(
-                    conn, user=who.user, uid=who.uid, system=system, type=itype, tag=tag,
-                    image_id=found.image_id, time=now,
-                )
-            return found
-
-        found = self.store.write(find)
-        if found is None:
+        if found is None or not found.readable_by(who):
             raise NotFound("image not found")
+        now = self.clock()
+        expiration = now + self.config.image_expiration_timeout.total_seconds()
+        if found.expiration is None or found.expiration < expiration - EXPIRATION_STEP_S:
+            self.store.write(lambda conn: images.touch_expiration(conn, found.pk, expiration))
+        if self.config.metrics:
+            self.usage.add(user=who.user, uid=who.uid, system=system, type=itype, tag=tag,
+                           image_id=found.image_id, time=now)
         return found
 
     def list(self, system: str, who: Requester) -> list[ImageRecord]:
@@ -163,11 +164,15 @@ class ImageManager(AdminRequests):
         # The caller is always on a non-empty list they give (the original's rule).
         uacl = tuple(sorted({*user_acl, who.uid})) if user_acl else ()
         gacl = tuple(sorted({*group_acl, who.gid})) if group_acl else ()
+        request = _PullRequest(system, itype, tag, who, uacl, gacl, None)
+        unchanged = self._ready_unchanged(request)
+        if unchanged is not None:
+            return unchanged, None
         reference = None
         if credentials is not None:
             reference = os.urandom(16).hex()
             self.vault.put(reference, credentials)
-        request = _PullRequest(system, itype, tag, who, uacl, gacl, reference)
+            request = dataclasses.replace(request, credential_ref=reference)
         record, shown, new_job = self.store.write(lambda conn: self._decide_pull(conn, request))
         if new_job:
             log.info("pull accepted: %s:%s for %s", itype, tag, who.describe())
@@ -189,19 +194,7 @@ class ImageManager(AdminRequests):
         if ready is not None and not ready.readable_by(request.who):
             ready = None  # another user's private image: as if it did not exist
         current = images.active(conn, system, itype, tag) or ready
-        in_flight = current is not None and current.status is not Status.READY
-        acl_changed = current is not None and (
-            set(request.user_acl) != set(current.user_acl)
-            or set(request.group_acl) != set(current.group_acl)
-        )
-        recent = (
-            current is not None
-            and current.status is Status.READY
-            and now - (current.last_pull or 0.0) < self.settings.recent_pull_s
-        )
-        if current is not None and not (
-            (not recent and not in_flight and acl_changed) or self._pullable(current, now)
-        ):
+        if current is not None and self._keeps(current, request, now):
             return current, None, False
         params = {
             "user_acl": list(request.user_acl), "group_acl": list(request.group_acl),
@@ -214,6 +207,31 @@ class ImageManager(AdminRequests):
             user_acl=request.user_acl, group_acl=request.group_acl,
         )
         return created, Status.INIT, True
+
+    def _ready_unchanged(self, request: _PullRequest) -> ImageRecord | None:
+        """The READY image a re-pull leaves as it is, decided in a read transaction (the
+        common case: no write, no lock); None when the write path must decide."""
+        with self.store.reading() as conn:
+            ready = images.ready_by_tag(conn, request.system, request.itype, request.tag)
+            if ready is None or not ready.readable_by(request.who):
+                return None
+            if images.active(conn, request.system, request.itype, request.tag) is not None:
+                return None
+        return ready if self._keeps(ready, request, self.clock()) else None
+
+    def _keeps(self, current: ImageRecord, request: _PullRequest, now: float) -> bool:
+        """Whether a pull leaves the tag's current record as it is (no new job)."""
+        in_flight = current.status is not Status.READY
+        acl_changed = (
+            set(request.user_acl) != set(current.user_acl)
+            or set(request.group_acl) != set(current.group_acl)
+        )
+        recent = (
+            current.status is Status.READY
+            and now - (current.last_pull or 0.0) < self.settings.recent_pull_s
+        )
+        return not ((not recent and not in_flight and acl_changed)
+                    or self._pullable(current, now))
 
     def _start(
         self,

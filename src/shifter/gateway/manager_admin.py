@@ -20,6 +20,7 @@ from shifter.gateway.config import GatewayConfig, Platform
 from shifter.gateway.failures import BadRequest, Forbidden
 from shifter.gateway.records import IN_FLIGHT, ImageRecord, Requester, Status
 from shifter.gateway.store import MetadataStore
+from shifter.gateway.usage import UsageLog
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class AdminRequests:
 
     config: GatewayConfig
     store: MetadataStore
+    usage: UsageLog
     instance_id: str
     clock: Callable[[], float]
     on_new_job: Callable[[], None]
@@ -113,5 +115,6 @@ class AdminRequests:
             return []
         if not 1 <= limit <= METRICS_LIMIT_MAX:
             raise BadRequest(f"limit must be between 1 and {METRICS_LIMIT_MAX}")
+        self.usage.flush()  # this process's lookups not yet written
         with self.store.reading() as conn:
             return images.recent_metrics(conn, system, limit)

@@ -83,6 +83,7 @@ class GatewayService:
             self.config, store, instance_id=self.instance_id, settings=self.settings,
             vault=self.vault, clock=self.clock, on_new_job=pool.wake,
         )
+        self._manager.usage.start()
         pool.start()
         self._pool = pool
         log.info("gateway %s started: %d worker thread(s), platforms %s", self.instance_id,
@@ -92,6 +93,8 @@ class GatewayService:
         if self._pool is not None:
             self._pool.stop()
             self._pool = None
+        if self._manager is not None:
+            self._manager.usage.stop()
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -6,12 +6,14 @@ decision and the change it leads to are atomic.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import Executable
 
 from shifter.gateway.records import ImageRecord, Status
 from shifter.gateway.store_schema import images, metrics, tags
@@ -86,19 +88,55 @@ def record(conn: Connection, pk: int) -> ImageRecord | None:
     return found[0] if found else None
 
 
-def ready_by_tag(conn: Connection, system: str, itype: str, tag: str) -> ImageRecord | None:
-    """The READY image a tag points at."""
-    query = (
-        select(images)
-        .join(tags, tags.c.image_pk == images.c.pk)
+@functools.cache
+def _ready_by_tag_query() -> Executable:
+    # The lookup's statement, built once: SQLAlchemy then finds its compiled form by a
+    # cached key instead of building it and its key on every call. One row per tag of the
+    # image, so the record and its tags come in one round trip.
+    wanted = tags.alias("wanted")
+    every = tags.alias("every")
+    return (
+        select(images, every.c.tag.label("image_tag"))
+        .select_from(
+            wanted.join(images, wanted.c.image_pk == images.c.pk)
+            .join(every, every.c.image_pk == images.c.pk)
+        )
         .where(
-            tags.c.system == system,
-            tags.c.itype == itype,
-            tags.c.tag == tag,
+            wanted.c.system == bindparam("system"),
+            wanted.c.itype == bindparam("itype"),
+            wanted.c.tag == bindparam("tag"),
             images.c.status == str(Status.READY),
         )
     )
-    return next(iter(_with_tags(conn, conn.execute(query).all())), None)
+
+
+@functools.cache
+def _touch_expiration_query() -> Executable:
+    return (
+        update(images)
+        .where(
+            images.c.pk == bindparam("image_pk"),
+            images.c.status == str(Status.READY),
+            images.c.expiration.is_(None) | (images.c.expiration < bindparam("new_expiration")),
+        )
+        .values(expiration=bindparam("new_expiration"))
+    )
+
+
+def ready_by_tag(conn: Connection, system: str, itype: str, tag: str) -> ImageRecord | None:
+    """The READY image a tag points at."""
+    rows = conn.execute(
+        _ready_by_tag_query(), {"system": system, "itype": itype, "tag": tag}
+    ).all()
+    if not rows:
+        return None
+    return _record(rows[0], [row.image_tag for row in rows])
+
+
+def touch_expiration(conn: Connection, pk: int, expiration: float) -> bool:
+    """Push a READY image's expiration forward to `expiration` (never back)."""
+    result = conn.execute(_touch_expiration_query(), {"image_pk": pk, "new_expiration": expiration})
+    return bool(result.rowcount == 1)
 
 
 def active(conn: Connection, system: str, itype: str, pulltag: str) -> ImageRecord | None:
@@ -166,6 +204,12 @@ def drop_tags(conn: Connection, image_pk: int) -> None:
 
 def add_metric(conn: Connection, **values: Any) -> None:
     conn.execute(insert(metrics).values(**values))
+
+
+def add_metrics(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Many metrics rows in one statement (executemany)."""
+    if rows:
+        conn.execute(insert(metrics), [dict(row) for row in rows])
 
 
 def recent_metrics(conn: Connection, system: str, limit: int) -> list[dict[str, Any]]:
