@@ -97,6 +97,7 @@ def run_feeding(
     *,
     config_key: str | None = None,
     timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> str:
     """Run a program while `feed` writes its stdin; return the tail of its output.
 
@@ -104,7 +105,7 @@ def run_feeding(
     a chatty tool can never block on a full pipe. If `feed` raises, the program is killed
     and the exception propagates; if the program stops reading (it failed), its exit status
     and last lines are raised as `ToolError`. `timeout` bounds the wait once the input is
-    all written.
+    all written. `env`, as for `run`, replaces the environment.
     """
     args = [str(a) for a in argv]
     args[0] = find_tool(args[0], config_key=config_key)
@@ -116,6 +117,7 @@ def run_feeding(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        env=dict(env) if env is not None else None,
     )
     assert process.stdin is not None and process.stdout is not None
     lines: collections.deque[bytes] = collections.deque(maxlen=STDERR_TAIL_LINES)

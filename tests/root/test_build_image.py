@@ -1,4 +1,4 @@
-"""Real images from real layers: built with tar2sqfs, mke2fs and mkfs.cramfs, then mounted
+"""Real images from real layers: built with mksquashfs, mke2fs and mkfs.cramfs, then mounted
 (loop, read-only) or extracted and checked file by file against the test-image catalog.
 
 Needs root for the loop mounts, the tmpfs destinations and the non-root build (setpriv).
@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import stat
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -234,6 +236,138 @@ def test_root_directory_and_hard_link_only_layer(tmp_path: Path, mount_image: Mo
     assert (os.readlink(root / "abs"), os.readlink(root / "rel")) == ("/lower/t", "lower/t")
 
 
+def test_long_names_and_link_targets_survive_unchanged(
+    tmp_path: Path, mount_image: Mounter
+) -> None:
+    """Targets over 100 bytes travel in a long-link record; mksquashfs 4.5.1 strips a
+    leading `/`, `./` or `../` from PAX `linkpath` records, so these pin the workaround."""
+    deep = "d" * 120
+    targets = {
+        "abs": f"/{deep}/f",
+        "up": f"../../{deep}/f",
+        "dot": f"./{deep}/f",
+        "slashes": f"//{deep}/./f",
+        "short-abs": "/etc/passwd",
+    }
+    long_name = f"{deep}/{'n' * 200}"
+    latin1 = b"caf\xe9"
+    layers = write_layers(
+        tmp_path / "layers",
+        [
+            Dir(deep),
+            File(f"{deep}/f", b"F", uid=3_000_000, gid=4_000_000, mtime=2**32 - 1),
+            File(long_name, b"long", mode=0o1750),
+            HardLink(f"{deep}/{'h' * 150}", long_name),
+            File(latin1, b"latin1"),
+            File("ünïcode name ", b"u"),
+            *(Symlink(name, target) for name, target in targets.items()),
+        ],
+    )
+    root = mount_image(
+        build_image(layers, tmp_path, "image", ownership="preserve").path, "squashfs"
+    )
+    assert {name: os.readlink(root / name) for name in targets} == targets
+    info = os.lstat(root / deep / "f")
+    assert (info.st_uid, info.st_gid, info.st_mtime) == (3_000_000, 4_000_000, 2**32 - 1)
+    assert stat.S_IMODE(os.lstat(root / long_name).st_mode) == 0o1750
+    assert os.lstat(root / deep / ("h" * 150)).st_ino == os.lstat(root / long_name).st_ino
+    assert (root / deep / ("h" * 150)).read_bytes() == b"long"
+    assert (root / os.fsdecode(latin1)).read_bytes() == b"latin1"
+    assert (root / "ünïcode name ").read_bytes() == b"u"
+
+
+def tar_layer(path: Path, fmt: int, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for info, content in members:
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+def member(
+    name: str,
+    *,
+    mode: int = 0o644,
+    uid: int = 0,
+    gid: int = 0,
+    mtime: int = 7,
+    uname: str = "",
+    gname: str = "",
+    pax: dict[str, str] | None = None,
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode, info.uid, info.gid, info.mtime = mode, uid, gid, mtime
+    info.uname, info.gname = uname, gname
+    info.pax_headers = pax or {}
+    return info
+
+
+@pytest.mark.parametrize("ownership", ["root", "preserve"])
+def test_members_copied_as_they_are_mean_what_the_plan_says(
+    tmp_path: Path, mount_image: Mounter, ownership: str
+) -> None:
+    """The merge copies a member's own blocks when they say what the plan decided; owner
+    names, setuid bits, integer PAX times (mksquashfs 4.5.1 cannot read them), out-of-range
+    times and prefixed names must all be re-written instead."""
+    long_dir = "p" * 120
+    pax = tar_layer(
+        tmp_path / "pax.tar",
+        tarfile.PAX_FORMAT,
+        [
+            (
+                member(
+                    "./frac",
+                    mode=0o640,
+                    uid=1234,
+                    gid=4321,
+                    uname="root",
+                    gname="root",
+                    pax={"mtime": "1700000000.75", "atime": "1.5"},
+                ),
+                b"frac",
+            ),
+            (member("int", pax={"mtime": "1700000001"}), b"int"),
+            (member("setuid", mode=0o4755), b"setuid"),
+            (member("future", mtime=2**33 - 1), b"future"),
+            (member("plain-a", uid=5, gid=6), b"a"),
+            (member("plain-b", uid=5, gid=6), b"b" * 1000),
+        ],
+    )
+    gnu = tar_layer(
+        tmp_path / "gnu.tar",
+        tarfile.GNU_FORMAT,
+        [
+            (member("gnu-named", uid=0, gid=0, uname="nobody", gname="nogroup"), b"gnu"),
+            (member("gnu-plain", uid=7, gid=8, mtime=9), b"plain"),
+        ],
+    )
+    ustar = tar_layer(
+        tmp_path / "ustar.tar",
+        tarfile.USTAR_FORMAT,
+        [
+            (member(f"{long_dir}/prefixed", mode=0o600), b"prefixed"),
+        ],
+    )
+    image = build_image([pax, gnu, ustar], tmp_path, "image", ownership=ownership).path
+    root = mount_image(image, "squashfs")
+    expected = {  # path: (mode, uid, gid, mtime, content)
+        "frac": (0o640, 1234, 4321, 1_700_000_000, b"frac"),
+        "int": (0o644, 0, 0, 1_700_000_001, b"int"),
+        "setuid": (0o755, 0, 0, 7, b"setuid"),
+        "future": (0o644, 0, 0, 2**32 - 1, b"future"),
+        "plain-a": (0o644, 5, 6, 7, b"a"),
+        "plain-b": (0o644, 5, 6, 7, b"b" * 1000),
+        "gnu-named": (0o644, 0, 0, 7, b"gnu"),
+        "gnu-plain": (0o644, 7, 8, 9, b"plain"),
+        f"{long_dir}/prefixed": (0o600, 0, 0, 7, b"prefixed"),
+    }
+    for path, (mode, uid, gid, mtime, content) in expected.items():
+        info = os.lstat(inside(root, path))
+        owner = (uid, gid) if ownership == "preserve" else (0, 0)
+        assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (mode, *owner), path
+        assert (info.st_mtime, (root / path).read_bytes()) == (mtime, content), path
+
+
 @pytest.mark.parametrize("compression", list(Compression))
 def test_compressed_and_plain_layers(
     tmp_path: Path, mount_image: Mounter, compression: Compression
@@ -249,14 +383,59 @@ def test_compressed_and_plain_layers(
     assert (root / "d/g").read_bytes() == b"two" * 100_000
 
 
-def test_compressor_and_extra_options_reach_tar2sqfs(tmp_path: Path) -> None:
+def test_compressor_and_extra_options_reach_mksquashfs(tmp_path: Path) -> None:
     layers = write_layers(tmp_path / "layers", [File("f", b"x" * 100_000)])
-    result = build_image(
-        layers, tmp_path, "image", compressor="zstd", extra_options=["--block-size", "65536"]
-    )
+    result = build_image(layers, tmp_path, "image", compressor="zstd", extra_options=["-b", "64K"])
     superblock = proc.run(["unsquashfs", "-s", str(result.path)]).stdout.decode()
     assert "Compression zstd" in superblock
     assert "Block size 65536" in superblock
+
+
+def test_a_compressor_in_the_extra_options_wins(tmp_path: Path, mount_image: Mounter) -> None:
+    layers = write_layers(tmp_path / "layers", [File("f", b"x" * 100_000)])
+    options = ["-comp", "xz", "-Xdict-size", "50%"]  # -X options must follow their -comp
+    result = build_image(layers, tmp_path, "image", extra_options=options)
+    superblock = proc.run(["unsquashfs", "-s", str(result.path)]).stdout.decode()
+    assert "Compression xz" in superblock
+    assert (mount_image(result.path, "squashfs") / "f").read_bytes() == b"x" * 100_000
+
+
+def test_an_option_mksquashfs_refuses_is_named(tmp_path: Path) -> None:
+    layers = write_layers(tmp_path / "layers", [File("f")])
+    out = tmp_path / "out"
+    out.mkdir()
+    refused = r"mksquashfs refused its command line: .* --block-size 65536"
+    with pytest.raises(ImageBuildError, match=refused) as failure:
+        build_image(layers, out, "image", extra_options=["--block-size", "65536"])
+    assert "ConverterOptions" in str(failure.value.hint)
+    assert leftovers(out) == []
+
+
+def test_the_same_layers_give_the_same_image_byte_for_byte(
+    tmp_path: Path, mount_image: Mounter
+) -> None:
+    """No build time in the image: the root directory and the creation time get the newest
+    time of the layers (mksquashfs would use the clock), and no file time changes."""
+    layers = write_layers(
+        tmp_path / "layers",
+        [Dir("./", mtime=100), File("old", b"o", mtime=1_000), File("new", b"n", mtime=5_000)],
+    )
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = build_image(layers, tmp_path / "a", "image").path
+    time.sleep(1.1)  # a clock-based time would now differ
+    second = build_image(layers, tmp_path / "b", "image").path
+    assert first.read_bytes() == second.read_bytes()
+    root = mount_image(first, "squashfs")
+    times = {name: int(os.lstat(root / name).st_mtime) for name in ("", "old", "new")}
+    assert times == {"": 5_000, "old": 1_000, "new": 5_000}
+
+
+def test_time_options_in_the_extra_options_set_the_times(tmp_path: Path) -> None:
+    layers = write_layers(tmp_path / "layers", [File("f", b"f", mtime=5_000)])
+    image = build_image(layers, tmp_path, "image", extra_options=["-mkfs-time", "86400"]).path
+    superblock = proc.run(["unsquashfs", "-s", str(image)]).stdout.decode()
+    assert "Creation or last append time Fri Jan  2 00:00:00 1970" in superblock
 
 
 def test_rebuilding_replaces_the_image(tmp_path: Path, mount_image: Mounter) -> None:
@@ -312,7 +491,7 @@ def test_cramfs_refuses_owners_it_would_truncate(tmp_path: Path) -> None:
 def test_full_destination_fails_cleanly(tmp_path: Path, tmpfs: Callable[[str], Path]) -> None:
     full = tmpfs("size=1m")
     layers = write_layers(tmp_path / "layers", [File("random", os.urandom(3 << 20))])
-    with pytest.raises(ToolError, match="tar2sqfs") as failure:
+    with pytest.raises(ToolError, match="mksquashfs") as failure:
         build_image(layers, full, "image")
     assert failure.value.stderr_tail  # the tool's own words about the full disk
     assert leftovers(full) == []

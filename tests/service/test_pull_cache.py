@@ -7,6 +7,7 @@ pulls run in threads and in separate processes (the CLI), sharing one cache dire
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import stat
 import subprocess
@@ -24,6 +25,8 @@ from shifter.ocibuild import catalog
 from tests.service.test_pull_support import (
     big_image,
     cache_state,
+    check_tree,
+    extract,
     layer_digests,
     options,
     push,
@@ -123,6 +126,36 @@ def test_damaged_cached_blob_is_downloaded_again(
     blob.write_bytes(blob.read_bytes()[:1000])  # a cache damaged outside our control
     pull(proxy, repo_name, tmp_path / "b", cache)
     assert proxy.count(layer) == 2
+    assert_cache_intact(cache)
+
+
+@pytest.mark.parametrize("damaged", [False, True], ids=["resumed", "started-over"])
+def test_a_partial_download_left_by_an_earlier_pull_gives_the_right_image(
+    proxy: FaultProxy,
+    registry_anon: RegistryEndpoint,
+    repo_name: str,
+    tmp_path: Path,
+    damaged: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The layers are planned from the bytes as they download; a resumed download feeds the
+    bytes it reads back from the partial file, and one that must start over (the partial
+    file was damaged) has its headers read from the finished file instead."""
+    built = push(registry_anon, "layered", repo_name)
+    layer = layer_digests(built)[0]
+    blobs = {blob.digest: blob.data for blob in built.blobs}
+    cache = tmp_path / "cache"
+    (cache / "partial").mkdir(parents=True)
+    start = blobs[layer][:3000]
+    (cache / "partial" / layer.split(":")[1]).write_bytes(bytes(3000) if damaged else start)
+    caplog.set_level(logging.DEBUG, logger="shifter.engine.layerplan")
+    pulled = pull(proxy, repo_name, tmp_path / "images", cache)
+    how = "reading its headers from the layer cache" if damaged else "read while it downloaded"
+    assert any(layer in m and how in m for m in caplog.messages)
+    ranges = [r.range for r in proxy.requests if layer in r.path]
+    assert ranges == (["bytes=3000-", None] if damaged else ["bytes=3000-"])
+    root = extract(pulled.image_path, tmp_path / "tree")
+    check_tree(pulled.image_path, root, catalog.expected("layered"), owners_kept=False)
     assert_cache_intact(cache)
 
 

@@ -43,7 +43,7 @@ def test_full_cache_is_a_clean_error(big_reference: str, tmp_path: Path) -> None
 
 def test_full_output_directory_is_a_clean_error(big_reference: str, tmp_path: Path) -> None:
     with tmpfs(tmp_path / "images") as images:
-        # The converter reports the builder's own failure (tar2sqfs: "I/O error").
+        # The converter reports the builder's own failure (mksquashfs: "No space left").
         with pytest.raises((ImageBuildError, ToolError)):
             pull_and_convert(big_reference, images, options=options(tmp_path / "cache"))
         assert all_files(images) == []

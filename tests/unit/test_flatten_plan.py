@@ -613,3 +613,54 @@ def test_a_truncated_layer_fails(tmp_path: Path) -> None:
 def test_a_missing_layer_file_fails(tmp_path: Path) -> None:
     with pytest.raises(LayerError, match="cannot open layer"):
         plan_layers([tmp_path / "absent"])
+
+
+# --- members the merge may copy as they are ---------------------------------------------------
+
+
+def verbatim(plan: Plan) -> dict[str, bool]:
+    return {e.path: e.verbatim for e in plan.entries if e.kind is Kind.FILE}
+
+
+@pytest.mark.parametrize("ownership", ["root", "preserve"])
+def test_files_whose_headers_say_what_the_plan_says_are_copied_verbatim(
+    tmp_path: Path, ownership: str
+) -> None:
+    plan = plan_of(
+        tmp_path,
+        [
+            Dir("real"),
+            Symlink("link", "real"),
+            File("plain", b"p", uid=5, gid=6),
+            File("setuid", b"s", mode=0o4755),  # the plan drops the bit: the header is wrong
+            File("future", b"f", mtime=2**33),  # clamped by the plan
+            File("link/through", b"t"),  # lands at real/through: its name is not its path
+            File("z-target", b"z"),
+            HardLink("a-link", "z-target"),  # the carrier is a-link, not the member's name
+        ],
+        ownership=ownership,
+    )
+    assert verbatim(plan) == {
+        "plain": True,
+        "setuid": False,
+        "future": False,
+        "real/through": False,
+        "a-link": False,
+    }
+
+
+@pytest.mark.parametrize(("ownership", "copied"), [("root", True), ("preserve", False)])
+def test_owner_names_keep_a_member_from_being_copied_when_owners_are_kept(
+    tmp_path: Path, ownership: str, copied: bool
+) -> None:
+    """mksquashfs maps owner names through the host's user database; with ownership "root"
+    its -all-root makes them irrelevant."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("named")
+        info.uname, info.uid, info.size = "nobody", 0, 1
+        tar.addfile(info, io.BytesIO(b"n"))
+    layer = tmp_path / "layer.tar"
+    layer.write_bytes(buffer.getvalue())
+    plan = plan_layers([layer], ownership=ownership)  # type: ignore[arg-type]
+    assert verbatim(plan) == {"named": copied}

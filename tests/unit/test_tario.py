@@ -231,9 +231,8 @@ def test_writer_output_reads_back_in_tarfile() -> None:
         assert tar.extractfile(infos[2]).read() == b"abc"  # type: ignore[union-attr]
         assert infos[3].linkname == "t" * 150
         assert infos[4].linkname == long_name
-        assert not any(
-            i.pax_headers.keys() - {"path", "linkpath", "uid", "hdrcharset"} for i in infos
-        )
+        # Long link targets go in GNU long-link records, never PAX linkpath (see tarwrite).
+        assert not any(i.pax_headers.keys() - {"path", "uid", "hdrcharset"} for i in infos)
 
 
 def test_writer_refuses_a_data_length_mismatch() -> None:
@@ -277,3 +276,126 @@ def test_writer_and_reader_round_trip(entries: list[tuple[str, int, int, bytes]]
     assert [(m.name, m.mode, m.uid, m.gid, m.mtime, c) for m, c in read] == [
         (name, mode, uid, uid, uid, content) for name, mode, uid, content in entries
     ]
+
+
+# --- where members are, and which can be copied as they are ---------------------------------
+
+
+class Trickle(io.RawIOBase):
+    """A stream that hands out at most `step` bytes a read, as a pipe or a download may."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data = memoryview(data)
+        self._step = step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        size = min(len(buffer), self._step, len(self._data))
+        buffer[:size] = self._data[:size]
+        self._data = self._data[size:]
+        return size
+
+
+@pytest.mark.parametrize("step", [1, 7, 512, 70_000])
+def test_reader_over_a_trickling_stream_matches_one_over_bytes(step: int) -> None:
+    infos = [(info(f"f{n}", mode=0o640), bytes([n]) * (n * 997 % 3000)) for n in range(40)]
+    data = tarfile_archive(tarfile.PAX_FORMAT, infos)
+    reader = tario.TarReader(Trickle(data, step))  # type: ignore[arg-type]
+    found = [(m.name, b"".join(reader.data())) for m in reader]
+    assert found == [(m.name, content) for m, content in members(data)]
+
+
+def test_members_know_where_their_blocks_start() -> None:
+    infos = [
+        (info("plain"), b"x" * 600),
+        (info("l/" + "o" * 120), b"long"),  # a PAX path record before its header
+        (info("after"), b""),
+    ]
+    data = tarfile_archive(tarfile.PAX_FORMAT, infos)
+    found = [m for m, _ in members(data)]
+    assert [m.start for m in found] == [0, 512 + 1024, 512 + 1024 + 4 * 512]
+    assert [m.offset - m.start for m in found] == [0, 1024, 0]
+    assert data[found[2].offset : found[2].offset + 5] == b"after"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "fields", "plain"),
+    [
+        (tarfile.PAX_FORMAT, {}, True),
+        (tarfile.GNU_FORMAT, {}, True),
+        (tarfile.PAX_FORMAT, {"pax_headers": {"mtime": "1700000000.5", "atime": "3"}}, True),
+        (tarfile.PAX_FORMAT, {"pax_headers": {"mtime": "1700000000"}}, False),  # no fraction
+        (tarfile.PAX_FORMAT, {"pax_headers": {"uid": "5"}}, False),
+        (tarfile.PAX_FORMAT, {"pax_headers": {"SCHILY.xattr.user.x": "y"}}, False),
+        (tarfile.PAX_FORMAT, {"name": "p/" + "n" * 120}, False),  # PAX path
+        (tarfile.GNU_FORMAT, {"name": "p/" + "n" * 120}, False),  # GNU long name
+        (tarfile.USTAR_FORMAT, {"name": "p" * 60 + "/" + "n" * 60}, False),  # ustar prefix
+        (tarfile.GNU_FORMAT, {"uid": 8**8}, False),  # base-256
+        (tarfile.PAX_FORMAT, {"type": tarfile.SYMTYPE, "linkname": "x"}, False),
+    ],
+)
+def test_plain_members_are_those_any_reader_reads_alike(
+    fmt: int, fields: dict[str, object], plain: bool
+) -> None:
+    member = info("f", mode=0o644, mtime=1_700_000_000)
+    for key, value in fields.items():
+        setattr(member, key, value)
+    (found, _content), *_ = members(tarfile_archive(fmt, [(member, b"data")]))
+    assert found.plain is plain
+
+
+def test_a_mode_with_file_type_bits_is_not_plain() -> None:
+    data = bytearray(
+        written([("f", tario.REGULAR, {"mode": 0o644, "uid": 0, "gid": 0, "mtime": 0})])
+    )
+    data[100:108] = b"0100644\x00"  # some writers keep S_IFREG in the mode field
+    data[148:156] = b"%06o\x00 " % (sum(data[:148]) + 8 * 32 + sum(data[156:512]))
+    (found, _content), *_ = members(bytes(data))
+    assert (found.mode, found.plain) == (0o644, False)
+
+
+def test_owner_names_are_noticed() -> None:
+    named = info("a", uname="root", gname="root")
+    bare = info("b")
+    found = [
+        m for m, _ in members(tarfile_archive(tarfile.GNU_FORMAT, [(named, b""), (bare, b"")]))
+    ]
+    assert [m.owner_names for m in found] == [True, False]
+
+
+def test_members_and_raw_ranges_are_read_forward_by_position() -> None:
+    infos = [(info(f"f{n}"), str(n).encode() * 700) for n in range(5)]
+    data = tarfile_archive(tarfile.PAX_FORMAT, infos)
+    where = [m for m, _ in members(data)]
+    reader = tario.TarReader(Trickle(data, 300))  # type: ignore[arg-type]
+    third = reader.member_at(where[2].start)
+    assert (third.name, b"".join(reader.data())) == ("f2", b"2" * 700)
+    raw = b"".join(reader.read_range(where[3].start, where[4].start))
+    assert raw == data[where[3].start : where[4].start]
+    assert tario.header_name_size(raw[:512]) == ("f3", 700)
+    with pytest.raises(tario.TarFormatError, match="cannot go back"):
+        reader.member_at(where[0].start)
+    end = where[4].offset + 512 + 1024
+    with pytest.raises(tario.TarFormatError, match=f"no member at offset {end}"):
+        tario.TarReader(io.BytesIO(data)).member_at(end)
+
+
+def test_long_link_targets_use_a_gnu_record_that_gnu_tar_reads(tmp_path: Path) -> None:
+    target = "/" + "t" * 150
+    archive = tmp_path / "links.tar"
+    archive.write_bytes(
+        written(
+            [
+                (
+                    "s",
+                    tario.SYMLINK,
+                    {"mode": 0o777, "uid": 0, "gid": 0, "mtime": 0, "linkname": target},
+                )
+            ]
+        )
+    )
+    listing = proc.run(["tar", "-tvf", str(archive)]).stdout.decode()
+    assert f"s -> {target}" in listing
+    assert b"linkpath" not in archive.read_bytes()

@@ -51,12 +51,15 @@ def build_image(
     block_size: int | None = None,
     mode: int = 0o644,
     work_dir: Path | None = None,
+    plan: Plan | None = None,
 ) -> BuildResult:
     """Flatten `layers` (bottom first) into `dest_dir/<name>.<fmt>`, replacing any old file.
 
     `mode` is the image file's mode (0600 or 0640 for private images, whose access the
     gateway then grants with ACLs). `work_dir` holds the temporary tree ext4 and cramfs
-    need (default `dest_dir`); squashfs needs none.
+    need (default `dest_dir`); squashfs needs none. `plan` is the layers' plan when the
+    caller made it already (the pull engine plans while it downloads), made with the same
+    `ownership`.
     """
     options = BuildOptions(
         fmt=fmt,
@@ -70,7 +73,8 @@ def build_image(
     dest_dir = Path(dest_dir)
     final = dest_dir / f"{name}.{fmt}"
     started = time.monotonic()
-    plan = plan_layers([Path(p) for p in layers], ownership=ownership)
+    if plan is None:
+        plan = plan_layers([Path(p) for p in layers], ownership=ownership)
     planned = time.monotonic()
     try:
         fd, temp_name = tempfile.mkstemp(prefix=f".{name}.{fmt}.", suffix=".partial", dir=dest_dir)

@@ -16,9 +16,8 @@ import lzma
 import os
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import zstandard
 
@@ -93,9 +92,14 @@ _KINDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    """The parts of one tar header that flattening uses; `member` counts from 0 per layer."""
+class Header(NamedTuple):
+    """The parts of one tar header that flattening uses; `member` counts from 0 per layer.
+
+    `start` and `offset` place the member in the uncompressed layer (its first block, and
+    its own header, which its data follows); `plain` says its blocks can be copied into the
+    merged tar unchanged (see `tario`). A NamedTuple: a plan makes one per member, and a
+    frozen dataclass costs several times more to create.
+    """
 
     member: int
     name: str
@@ -106,20 +110,28 @@ class Header:
     mtime: int = 0
     size: int = 0
     linkname: str = ""
+    start: int = 0
+    offset: int = 0
+    plain: bool = False
+    owner_names: bool = False
 
 
 def header_of(ordinal: int, member: tario.TarMember) -> Header:
     kind = _KINDS.get(member.type, Kind.OTHER)
     return Header(
-        member=ordinal,
-        name=member.name,
-        kind=kind,
-        mode=member.mode,
-        uid=member.uid,
-        gid=member.gid,
-        mtime=member.mtime,
-        size=member.size if kind is Kind.FILE else 0,
-        linkname=member.linkname,
+        ordinal,
+        member.name,
+        kind,
+        member.mode,
+        member.uid,
+        member.gid,
+        member.mtime,
+        member.size if kind is Kind.FILE else 0,
+        member.linkname,
+        member.start,
+        member.offset,
+        member.plain,
+        member.owner_names,
     )
 
 
@@ -128,19 +140,31 @@ def open_layer(path: Path) -> Iterator[tuple[BinaryIO, int | None]]:
     """The layer's uncompressed tar bytes as a read-only stream, and their size when known
     (an uncompressed layer, read straight from the file)."""
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed by the ExitStack below
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise LayerError(f"cannot open layer {path}: {exc.strerror}") from exc
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(raw)
-        compression = detect_compression(raw.read(8))
+    with raw:
+        head = raw.read(8)
         raw.seek(0)
+        with decompressed(raw, head) as stream:
+            if stream is None:
+                yield raw, os.fstat(raw.fileno()).st_size
+            else:
+                yield stream, None
+
+
+@contextlib.contextmanager
+def decompressed(raw: BinaryIO, head: bytes) -> Iterator[BinaryIO | None]:
+    """`raw` decompressed as its first bytes `head` (not yet read from it) say; None for a
+    plain tar. Only `read` is called on `raw`, so it may be a pipe or a download."""
+    compression = detect_compression(head)
+    with contextlib.ExitStack() as stack:
         if compression is Compression.GZIP:
             stream: BinaryIO = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
         elif compression is Compression.ZSTD:
             # Layers may hold several concatenated frames; read them all.
             reader = zstandard.ZstdDecompressor().stream_reader(
-                raw, read_size=tario.CHUNK, read_across_frames=True
+                raw, read_size=tario.CHUNK, read_across_frames=True, closefd=False
             )
             stream = stack.enter_context(reader)  # type: ignore[arg-type]
         elif compression is Compression.XZ:
@@ -148,9 +172,9 @@ def open_layer(path: Path) -> Iterator[tuple[BinaryIO, int | None]]:
         elif compression is Compression.BZIP2:
             stream = stack.enter_context(bz2.BZ2File(raw))
         else:
-            yield raw, os.fstat(raw.fileno()).st_size
+            yield None
             return
-        yield stream, None
+        yield stream
 
 
 def stream_members(path: Path) -> Iterator[tuple[int, tario.TarMember, tario.TarReader]]:
@@ -161,17 +185,23 @@ def stream_members(path: Path) -> Iterator[tuple[int, tario.TarMember, tario.Tar
     """
     with open_layer(path) as (stream, size):
         reader = tario.TarReader(stream, size=size)
-        members = iter(reader)
-        ordinal = 0
-        while True:
-            try:
-                member = next(members, None)
-            except READ_ERRORS as exc:
-                raise _unreadable(path, exc) from exc
-            if member is None:
-                return
-            yield ordinal, member, reader
-            ordinal += 1
+        yield from _numbered(reader, path)
+
+
+def _numbered(
+    reader: tario.TarReader, path: Path
+) -> Iterator[tuple[int, tario.TarMember, tario.TarReader]]:
+    members = iter(reader)
+    ordinal = 0
+    while True:
+        try:
+            member = next(members, None)
+        except READ_ERRORS as exc:
+            raise unreadable(path, exc) from exc
+        if member is None:
+            return
+        yield ordinal, member, reader
+        ordinal += 1
 
 
 def read_headers(path: Path) -> Iterator[Header]:
@@ -180,15 +210,26 @@ def read_headers(path: Path) -> Iterator[Header]:
         yield header_of(ordinal, member)
 
 
+def read_stream_headers(raw: BinaryIO, head: bytes, path: Path) -> list[Header]:
+    """The headers of a layer read from a stream (its first bytes `head` still unread in
+    it) rather than from its file; `path` names it in errors."""
+    try:
+        with decompressed(raw, head) as stream:
+            reader = tario.TarReader(stream or raw)
+            return [header_of(n, member) for n, member, _ in _numbered(reader, path)]
+    except READ_ERRORS as exc:  # raised while opening (a gzip header) or closing
+        raise unreadable(path, exc) from exc
+
+
 def member_data(path: Path, reader: tario.TarReader) -> Iterator[bytes]:
     """The current member's data; read errors become `LayerError`, write errors pass by."""
     try:
         yield from reader.data()
     except READ_ERRORS as exc:
-        raise _unreadable(path, exc) from exc
+        raise unreadable(path, exc) from exc
 
 
-def _unreadable(path: Path, exc: BaseException) -> LayerError:
+def unreadable(path: Path, exc: BaseException) -> LayerError:
     return LayerError(
         f"layer {path.name} is not a readable tar archive: {exc}",
         hint="the blob may be truncated or corrupt; remove it from the layer cache and pull again",

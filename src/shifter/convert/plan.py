@@ -12,14 +12,15 @@ symlink targets, so the plan is safe by construction rather than by checking.
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import gc
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
 from shifter.convert.layers import Header, Kind, LayerError, read_headers
+from shifter.convert.planned import Plan, PlannedEntry, Skipped, Source
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ def normalize_name(name: str) -> str | None:
     """
     if "\x00" in name:
         return None
+    fast = name[2:] if name.startswith("./") else name
+    if not fast.startswith((".", "/")) and "/." not in fast and "//" not in fast:
+        return fast[:-1] if fast.endswith("/") else fast  # no ".", ".." or empty components
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):
@@ -58,79 +62,9 @@ def normalize_name(name: str) -> str | None:
 
 
 def _name_too_long(path: str) -> bool:
+    if len(path) <= NAME_MAX // 4:
+        return False  # a character is at most 4 bytes
     return any(len(p.encode("utf-8", "surrogateescape")) > NAME_MAX for p in path.split("/"))
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a regular file's data is: member `member` (0-based) of layer `layer`."""
-
-    layer: int
-    member: int
-    name: str  # the member's name as stored, checked again when the merge reads it
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedEntry:
-    """One entry of the final image, with its final metadata.
-
-    FILE entries carry their data `source`; HARDLINK entries name, in `link`, the FILE entry
-    they share an inode with; SYMLINK entries keep their target as stored in the layer.
-    """
-
-    path: str
-    kind: Kind
-    mode: int
-    uid: int
-    gid: int
-    mtime: int
-    size: int = 0
-    link: str = ""
-    source: Source | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    """A member that did not reach the image, and why."""
-
-    layer: int
-    path: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The final tree in output order: directories (parents first), files, hard links, symlinks.
-
-    Symlinks come last so that whoever writes the tree never meets a symlink on the way to
-    another entry.
-    """
-
-    entries: tuple[PlannedEntry, ...]
-    skipped: tuple[Skipped, ...] = ()
-
-    @functools.cached_property
-    def _index(self) -> dict[str, PlannedEntry]:
-        return {e.path: e for e in self.entries}  # built on first lookup: the merge never asks
-
-    def get(self, path: str) -> PlannedEntry | None:
-        return self._index.get(path)
-
-    def __contains__(self, path: object) -> bool:
-        return path in self._index
-
-    @property
-    def data_bytes(self) -> int:
-        return sum(e.size for e in self.entries if e.kind is Kind.FILE)
-
-    def sources(self, layer: int) -> dict[int, PlannedEntry]:
-        """The FILE entries whose data comes from `layer`, by member ordinal."""
-        return {
-            e.source.member: e
-            for e in self.entries
-            if e.source is not None and e.source.layer == layer
-        }
 
 
 class _Dir:
@@ -184,6 +118,10 @@ class TreeBuilder:
         self._root = _Dir(DEFAULT_DIR_META)
         self._skipped: list[Skipped] = []
         self._specials: set[str] = set()  # skipped devices and fifos, for hard links to them
+        # Resolved parent directories by path: most entries share a parent with the previous
+        # one. Cleared whenever a directory or symlink is removed or replaced (a cached walk
+        # may have gone through it); adding a name cannot change an existing walk.
+        self._parents: dict[str, _Dir] = {}
 
     def apply_layer(self, layer: int, headers: Iterable[Header]) -> None:
         """Whiteouts first, then everything else in archive order.
@@ -262,6 +200,7 @@ class TreeBuilder:
             target = holder.children.get(dir_name) if dir_name else self._root
             if isinstance(target, _Dir):
                 target.children.clear()
+                self._parents.clear()
             return
         name = base[len(WHITEOUT_PREFIX) :]
         if base.startswith(WHITEOUT_PREFIX * 2) or name in ("", ".", ".."):
@@ -271,7 +210,8 @@ class TreeBuilder:
             holder = self._resolve_dir(_split(parent), create=False)
         except _Unresolved:
             return
-        holder.children.pop(name, None)
+        if holder.children.pop(name, None) is not None:
+            self._parents.clear()
 
     def _add(self, layer: int, path: str, header: Header) -> None:
         if header.kind in (Kind.DEVICE, Kind.FIFO):
@@ -291,7 +231,7 @@ class TreeBuilder:
             self._skip(layer, path, f"a name is longer than {NAME_MAX} bytes")
             return
         parts = path.split("/")
-        if any(p.startswith(WHITEOUT_PREFIX) for p in parts[:-1]):
+        if WHITEOUT_PREFIX in path and any(p.startswith(WHITEOUT_PREFIX) for p in parts[:-1]):
             self._skip(layer, path, "it lies inside a whiteout name")
             return
         if header.kind is Kind.SYMLINK and not header.linkname:
@@ -301,24 +241,49 @@ class TreeBuilder:
             linked = None
             if header.kind is Kind.HARDLINK:
                 linked = self._link_target(layer, path, header)
-            parent = self._resolve_dir(parts[:-1], create=True)
+            parent_path = path.rpartition("/")[0]
+            parent = self._parents.get(parent_path)
+            if parent is None:
+                parent = self._parents[parent_path] = self._resolve_dir(parts[:-1], create=True)
         except _Unresolved as exc:
             self._skip(layer, path, exc.reason)
             return
         name = parts[-1]
+        existing = parent.children.get(name)
+        node: _Node
         if header.kind is Kind.DIR:
-            existing = parent.children.get(name)
             if isinstance(existing, _Dir):
                 existing.meta = self._meta(header)  # a directory over a directory merges
-            else:
-                parent.children[name] = _Dir(self._meta(header))
+                return
+            node = _Dir(self._meta(header))
         elif header.kind is Kind.FILE:
-            source = Source(layer, header.member, header.name, header.size)
-            parent.children[name] = _Inode(self._meta(header), source)
+            meta = self._meta(header)
+            copy_as = path if self._copyable(path, header, meta) else None
+            source = Source(
+                layer, header.member, header.name, header.size, header.start, header.offset, copy_as
+            )
+            node = _Inode(meta, source)
         elif header.kind is Kind.SYMLINK:
-            parent.children[name] = _Symlink(self._meta(header), header.linkname)
-        elif linked is not None:
-            parent.children[name] = linked
+            node = _Symlink(self._meta(header), header.linkname)
+        else:
+            assert linked is not None
+            node = linked
+        if isinstance(existing, _Dir | _Symlink):
+            self._parents.clear()
+        parent.children[name] = node
+
+    def _copyable(self, path: str, header: Header, meta: Meta) -> bool:
+        """Whether the member's own blocks say exactly what the plan decided for `path`, so
+        the merge may copy them. With ownership "root" the owners in the header do not
+        matter: the squashfs builder makes every file root's (-all-root)."""
+        if not header.plain or header.name not in (path, f"./{path}"):
+            return False
+        if (header.mode, header.mtime) != (meta[0], meta[3]):
+            return False
+        if self._ownership == "root":
+            return True
+        # mksquashfs maps owner names through the host's user database: only bare ids pass.
+        return not header.owner_names and (header.uid, header.gid) == (meta[1], meta[2])
 
     def _link_target(self, layer: int, path: str, header: Header) -> _Inode | _Symlink:
         """The node a hard link shares, as the tree stands now; absent targets are fatal."""
@@ -353,45 +318,77 @@ class TreeBuilder:
         """Freeze the tree into output order."""
         dirs: list[PlannedEntry] = []
         symlinks: list[PlannedEntry] = []
-        groups: dict[int, tuple[_Inode, list[str]]] = {}
-        stack: list[tuple[str, _Node]] = [("", self._root)]
+        names: dict[_Inode, list[str]] = {}  # every name of each regular file (hard links)
+        stack: list[tuple[str, _Dir]] = [("", self._root)]
         while stack:
             path, node = stack.pop()
-            if isinstance(node, _Dir):
-                dirs.append(PlannedEntry(path, Kind.DIR, *node.meta))
-                prefix = f"{path}/" if path else ""
-                names = sorted(node.children, reverse=True)  # popped back in sorted order
-                stack.extend((prefix + n, node.children[n]) for n in names)
-            elif isinstance(node, _Symlink):
-                symlinks.append(PlannedEntry(path, Kind.SYMLINK, *node.meta, link=node.target))
-            else:
-                groups.setdefault(id(node), (node, []))[1].append(path)
+            dirs.append(PlannedEntry(path, Kind.DIR, *node.meta))
+            prefix = f"{path}/" if path else ""
+            subdirs = []
+            for name in sorted(node.children):
+                child = node.children[name]
+                if isinstance(child, _Inode):
+                    names.setdefault(child, []).append(prefix + name)
+                elif isinstance(child, _Dir):
+                    subdirs.append((prefix + name, child))
+                else:
+                    symlinks.append(
+                        PlannedEntry(prefix + name, Kind.SYMLINK, *child.meta, link=child.target)
+                    )
+            stack.extend(reversed(subdirs))  # popped back in sorted order: parents first
         files: list[PlannedEntry] = []
         links: list[PlannedEntry] = []
-        # Files in the order their data streams past in the merge.
-        for inode, paths in sorted(groups.values(), key=lambda g: _order(g[0].source)):
-            carrier, *others = sorted(paths)
+        # Files in the order their data streams past in the merge: Source sorts by
+        # (layer, member) first, and no two files share both.
+        for inode in sorted(names, key=lambda i: i.source):
+            paths = names[inode]
+            carrier = min(paths)
             source = inode.source
-            files.append(PlannedEntry(carrier, Kind.FILE, *inode.meta, source.size, source=source))
-            links.extend(PlannedEntry(p, Kind.HARDLINK, *inode.meta, link=carrier) for p in others)
+            verbatim = source.copy_as == carrier
+            files.append(
+                PlannedEntry(carrier, Kind.FILE, *inode.meta, source.size, "", source, verbatim)
+            )
+            if len(paths) > 1:
+                others = sorted(p for p in paths if p != carrier)
+                links.extend(
+                    PlannedEntry(p, Kind.HARDLINK, *inode.meta, link=carrier) for p in others
+                )
         return Plan(tuple(dirs + files + links + symlinks), tuple(self._skipped))
-
-
-def _order(source: Source) -> tuple[int, int]:
-    return (source.layer, source.member)
 
 
 def _split(path: str) -> list[str]:
     return path.split("/") if path else []
 
 
-def plan_layers(layers: Sequence[Path], *, ownership: Ownership = "root") -> Plan:
-    """Read the headers of `layers` (bottom first) and plan the flattened image."""
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Planning makes a few objects per member and no reference cycles, and keeps them all;
+    the cyclic garbage collector would walk them again and again as they pile up (a third
+    of the planning time of a 50,000-file image). It is paused meanwhile, and re-enabled
+    only by whoever paused it, so nested or concurrent plans leave it as they found it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def plan_from_headers(layers: Iterable[Iterable[Header]], *, ownership: Ownership) -> Plan:
+    """Plan the flattened image from each layer's headers, bottom layer first. `layers` may
+    be lazy: the pull engine yields each layer's headers once it has downloaded them."""
     builder = TreeBuilder(ownership)
-    for index, layer in enumerate(layers):
-        # One layer's headers at a time: memory grows with entries, never with data.
-        builder.apply_layer(index, list(read_headers(layer)))
-    plan = builder.plan()
+    with paused_gc():
+        for index, headers in enumerate(layers):
+            builder.apply_layer(index, headers)
+        plan = builder.plan()
     if plan.skipped:
         log.info("%d layer members were not kept in the image", len(plan.skipped))
     return plan
+
+
+def plan_layers(layers: Sequence[Path], *, ownership: Ownership = "root") -> Plan:
+    """Read the headers of `layers` (bottom first) and plan the flattened image."""
+    # One layer's headers at a time: memory grows with entries, never with data.
+    return plan_from_headers((list(read_headers(path)) for path in layers), ownership=ownership)

@@ -1,19 +1,32 @@
-"""The tar writer for merged images: ustar headers, and a PAX header only for what does not fit
-(names or link targets over 100 bytes, ids or sizes beyond their octal fields).
+"""The tar writer for merged images: ustar headers, and extra records only for what does not
+fit: a PAX header for names over 100 bytes and ids or sizes beyond their octal fields, a GNU
+long-link record for link targets over 100 bytes.
+
+Long link targets are not PAX `linkpath` records because mksquashfs 4.5.1 strips a leading
+`/`, `./` or `../` from those (as from member names), which would turn the symlink
+`x -> /usr/lib/...long...` into `x -> usr/lib/...`; it reads GNU long links unchanged.
 
 No owner names, no xattrs, no other PAX records: only what the image should hold.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from shifter.convert.tario import BLOCK, ENCODING, ERRORS, PAX_LOCAL, ZERO_BLOCK, TarFormatError
+from shifter.convert.tario import (
+    BLOCK,
+    ENCODING,
+    ERRORS,
+    GNU_LONGLINK,
+    PAX_LOCAL,
+    ZERO_BLOCK,
+    TarFormatError,
+)
 
 
 class TarWriter:
-    """Writes a tar stream: ustar headers, plus a PAX header for what ustar cannot hold."""
+    """Writes a tar stream: ustar headers, plus PAX or GNU records for what ustar cannot hold."""
 
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
@@ -36,8 +49,6 @@ class TarWriter:
         pax: list[tuple[bytes, bytes]] = []
         if len(raw_name) > 100:
             pax.append((b"path", raw_name))
-        if len(raw_link) > 100:
-            pax.append((b"linkpath", raw_link))
         numbers = {b"uid": (uid, 8), b"gid": (gid, 8), b"size": (size, 12), b"mtime": (mtime, 12)}
         for key, (value, width) in numbers.items():
             if not 0 <= value < 8 ** (width - 1):
@@ -48,6 +59,11 @@ class TarWriter:
             records = b"".join(_pax_record(k, v) for k, v in pax)
             self._out.write(_ustar(b"././@PaxHeader", PAX_LOCAL, 0o644, 0, 0, 0, len(records), b""))
             self._out.write(records + bytes(-len(records) % BLOCK))
+        if len(raw_link) > 100:
+            record = raw_link + b"\x00"
+            size = len(record)
+            self._out.write(_ustar(b"././@LongLink", GNU_LONGLINK, 0o644, 0, 0, 0, size, b""))
+            self._out.write(record + bytes(-size % BLOCK))
         fits = {k: v for k, (v, w) in numbers.items() if 0 <= v < 8 ** (w - 1)}
         self._out.write(
             _ustar(
@@ -70,6 +86,11 @@ class TarWriter:
         if written != size:
             raise TarFormatError(f"member data was {written} bytes, not {size}")
         self._out.write(bytes(-size % BLOCK))
+
+    def write_raw(self, blocks: Iterable[bytes]) -> None:
+        """Blocks copied from another archive: whole members, headers included."""
+        for block in blocks:
+            self._out.write(block)
 
     def close(self) -> None:
         self._out.write(ZERO_BLOCK * 2)

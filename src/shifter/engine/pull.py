@@ -3,7 +3,8 @@
     reference -> registry, repository (source.resolve_source)
     GET manifest (index -> the wanted platform's manifest)    id = sha256(manifest bytes)
     <id>.<fmt> and <id>.meta already there? -> done (meta rewritten only if ACLs changed)
-    config blob, layer blobs -> shared BlobCache (concurrently, each verified)
+    config blob, layer blobs -> shared BlobCache (concurrently, each verified), each
+        layer's headers read as it arrives and planned in order (engine.layerplan)
     convert.build_image -> <id>.<fmt>      (atomic)
     <id>.json sidecar                      (atomic)
     <id>.meta                              (atomic, last: the runtime takes it as "ready")
@@ -18,16 +19,16 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from shifter.convert import build_image
 from shifter.engine import sidecar
 from shifter.engine.files import output_error, write_atomically
+from shifter.engine.layerplan import LayerPlanner
 from shifter.engine.progress import PullProgress, SilentProgress
 from shifter.engine.source import ImageSource, RegistryLocation, resolve_source
 from shifter.errors import ShifterError
@@ -233,7 +234,15 @@ class _Pull:
                 except OSError as exc:
                     raise output_error(path, exc) from exc
             return self._result(reused=True, warnings=warnings)
-        layers = self._download_layers()
+        planner = LayerPlanner(
+            self.resolved.manifest.layers,
+            self._fetch,
+            self.cache.cached,
+            self.cache.path,
+            self.progress.layer_done,
+        )
+        self._begin_progress()
+        layers, plan = planner.run(self.options.layer_concurrency, self.options.ownership)
         self.progress.stage(f"converting {self.what} to {self.options.image_format}")
         built = build_image(
             layers,
@@ -244,6 +253,7 @@ class _Pull:
             extra_options=self.options.converter_options,
             mode=self.options.mode,
             work_dir=self.options.work_dir,
+            plan=plan,
         )
         self._write_sidecar(config, built.skipped, warnings)
         # Last: once the meta file exists the runtime considers the image present.
@@ -288,8 +298,16 @@ class _Pull:
                 )
         return config
 
-    def _fetch(self, descriptor: Descriptor, cancelled: threading.Event | None = None) -> Path:
-        def download(file: object) -> None:
+    def _fetch(
+        self,
+        descriptor: Descriptor,
+        cancelled: threading.Event | None = None,
+        tee: Callable[[BinaryIO], BinaryIO] | None = None,
+    ) -> Path:
+        """The blob's path in the cache, downloading it first if needed; `tee` wraps the
+        partial file the download writes (the layer planner reads the bytes as they come)."""
+
+        def download(file: BinaryIO) -> None:
             def report(nbytes: int) -> None:
                 if cancelled is not None and cancelled.is_set():
                     raise PullError(f"download of {descriptor.digest} cancelled")
@@ -298,39 +316,18 @@ class _Pull:
             self.client.download_blob(
                 self.resolved.source.repository,
                 descriptor,
-                file,  # type: ignore[arg-type]
+                tee(file) if tee is not None else file,
                 self.what,
                 report,
             )
 
         return self.cache.fetch(descriptor, download)
 
-    def _download_layers(self) -> list[Path]:
-        """Every layer in the cache, `layer_concurrency` at a time; the first failure
-        cancels the rest (their partial files stay for a later resume)."""
+    def _begin_progress(self) -> None:
         layers = self.resolved.manifest.layers
-        unique = list({layer.digest: layer for layer in layers}.values())
-        missing = [layer for layer in unique if self.cache.cached(layer) is None]
-        self.progress.begin(len(unique), sum(layer.size for layer in missing))
-        for _ in range(len(unique) - len(missing)):
-            self.progress.layer_done()
-        cancelled = threading.Event()
-        workers = max(1, min(self.options.layer_concurrency, len(missing) or 1))
-        with ThreadPoolExecutor(workers, thread_name_prefix="layer") as pool:
-            futures: list[Future[Path]] = []
-            for layer in missing:
-                future = pool.submit(self._fetch, layer, cancelled)
-                future.add_done_callback(lambda _: self.progress.layer_done())
-                futures.append(future)
-            wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in futures if f.done() and f.exception() is not None]
-            if failed:
-                cancelled.set()
-                for future in futures:
-                    future.cancel()
-                wait(futures)
-                raise failed[0].exception()  # type: ignore[misc]
-        return [self.cache.path(layer.digest) for layer in layers]
+        unique = {layer.digest: layer for layer in layers}.values()
+        missing = sum(layer.size for layer in unique if self.cache.cached(layer) is None)
+        self.progress.begin(len(unique), missing)
 
     def _write_sidecar(
         self,
