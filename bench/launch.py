@@ -9,7 +9,8 @@ Contenders (all start `/bin/true` in the same squashfs image):
 - `setupRoot`: as root, `setupRoot -u USER id X` (the privileged build of a job's
   container: loop device, mounts, /etc, the enter record), each run after an `unsetupRoot`;
   `setupRoot (-IS)`: the same through a launcher like `shifter`'s (`shifter.cli.launcher`:
-  Python isolated and without `site`), which the site install does not write for it yet;
+  Python isolated and without `site`), written fresh here; `scripts/install.sh` now writes
+  one for bin/setupRoot too, so the two rows differ only where that is pip's script;
 - `unsetupRoot`: as root, its teardown, each run after a `setupRoot`;
 - `shifter (enter)`: `shifter --image=id:X /bin/true` as the job's user while setupRoot's
   container exists: the fast way in (namespaces, chroot, privilege drop and check);

@@ -75,8 +75,10 @@ fi
 
 # `shifter` is latency-critical: pip's console script starts Python with `site` (every .pth
 # file); this one starts it with -I -S (docs/performance.md, "Launch-path imports").
-.venv/bin/python -m shifter.cli.launcher .venv/bin/shifter \
-    || echo "install.sh: warning: .venv/bin/shifter keeps pip's slower console script" >&2
+# setupRoot and unsetupRoot run as root in every job's prolog and epilog: isolated, the
+# caller's PYTHONPATH and user site-packages cannot change what they import.
+.venv/bin/python -m shifter.cli.launcher .venv/bin/shifter .venv/bin/setupRoot .venv/bin/unsetupRoot \
+    || echo "install.sh: warning: shifter, setupRoot and unsetupRoot keep pip's console scripts" >&2
 
 # Site directories, as the seed's installation guide lays them out.
 install -d -m 0755 /var/udiMount /var/udiLoopMount /etc/shifter

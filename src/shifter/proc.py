@@ -175,6 +175,7 @@ def spawn(
     *,
     output_path: str | os.PathLike[str],
     env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a long-running program (a service) in its own session, output to a file."""
     args = [str(a) for a in argv]
@@ -184,6 +185,7 @@ def spawn(
         return subprocess.Popen(
             args,
             env=dict(env) if env is not None else None,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,

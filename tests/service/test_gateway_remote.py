@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,8 +21,6 @@ import pytest
 from shifter.image.meta import read_meta
 from tests.service.test_shifterimg_e2e import (
     HEX_ID,
-    PRIVATE,
-    Site,
     ok,
     push_private,
     push_public,
@@ -33,16 +29,15 @@ from tests.service.test_shifterimg_e2e import (
 from tests.service.test_transfer_support import assert_private, assert_public, shared_dir
 from tests.services.gateway_fixtures import (
     ADMIN,
+    PRIVATE,
     SYSTEM,
     USER_A,
     USER_B,
     GatewayEnv,
-    GatewayServer,
-    TlsRelay,
+    Site,
     uid_of,
     wait_for,
 )
-from tests.services.munged import MungeDaemon
 from tests.services.registries import RegistryEndpoint
 from tests.services.sshd_fixtures import SshServer
 
@@ -61,29 +56,9 @@ def remote_dir(sshd: SshServer) -> Iterator[Path]:
 
 
 @pytest.fixture
-def login_dir() -> Iterator[Path]:
-    # Searchable: the test users read udiRoot.conf and their config homes below it.
-    directory = Path(tempfile.mkdtemp(prefix="shifter-gateway-remote-site-"))
-    directory.chmod(0o755)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def private_location(
-    gateway_env: GatewayEnv, registry_basic: RegistryEndpoint
-) -> Iterator[RegistryEndpoint]:
-    """The htpasswd registry behind HTTPS, known to the gateway as location `private`."""
-    host, port = registry_basic.netloc.rsplit(":", 1)
-    with TlsRelay((host, int(port))) as relay:
-        gateway_env.add_location(PRIVATE, relay.url, ca_file=str(relay.ca_file))
-        yield registry_basic
-
-
-@pytest.fixture
 def start_remote_site(
-    gateway_env: GatewayEnv, sshd: SshServer, remote_dir: Path, login_dir: Path,
-    gateway_servers: Callable[..., GatewayServer], munged: MungeDaemon,
+    gateway_env: GatewayEnv, sshd: SshServer, remote_dir: Path,
+    start_site: Callable[..., Site],
 ) -> Callable[[], Site]:
     """A gateway whose platform `testsys` is remote (ssh to the sshd fixture), and a login
     node's udiRoot.conf pointing at it."""
@@ -95,10 +70,7 @@ def start_remote_site(
             "mungeSocketPath": local["mungeSocketPath"],
             "admins": local["admins"],
         }
-        server = gateway_servers(gateway_env.write())
-        site = Site(login_dir, munged, [server.url])
-        site.write_config()
-        return site
+        return start_site()
 
     return start
 
@@ -150,12 +122,12 @@ def test_a_public_pull_lands_over_ssh_and_expire_removes_it(
 
 
 def test_a_private_pull_is_unreadable_by_others_on_the_remote_system(
-    start_remote_site: Callable[[], Site], private_location: RegistryEndpoint,
+    start_remote_site: Callable[[], Site], private_registry: RegistryEndpoint,
     sshd: SshServer, remote_dir: Path, repo_name: str,
 ) -> None:
     site = start_remote_site()
-    tag = push_private(private_location, repo_name)
-    password = private_location.credentials["puller"]
+    tag = push_private(private_registry, repo_name)
+    password = private_registry.credentials["puller"]
     ok(site.run("login", PRIVATE, "--username", "puller", "--password-stdin",
                 stdin=f"{password}\n"))
 

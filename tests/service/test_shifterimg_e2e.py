@@ -17,129 +17,33 @@ import os
 import pty
 import re
 import select
-import shutil
 import stat
 import subprocess
-import sys
-import tempfile
 import termios
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from shifter import proc
+from shifter.devtools.service import free_port
 from shifter.ocibuild import catalog
 from shifter.ocibuild.push import push_image
 from tests.services.gateway_fixtures import (
     ADMIN,
+    PRIVATE,
     SYSTEM,
     USER_A,
     USER_B,
-    GatewayEnv,
-    GatewayServer,
-    TlsRelay,
+    Site,
     uid_of,
     wait_for,
 )
-from tests.services.munged import MungeDaemon
 from tests.services.registries import RegistryEndpoint
 
-BIN = Path(sys.executable).parent
 STATUS_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (Pulling|Importing) Image: (\S+), status: ([A-Z]+)$"
 )
 HEX_ID = re.compile(r"^[0-9a-f]{64}$")
-PRIVATE = "private"  # the gateway's Locations name for the password-protected registry
-
-
-@dataclass
-class Site:
-    """A login node's view: a root-owned udiRoot.conf naming the gateways, per-user config
-    homes (the login files land there, never in a real home) and the munged socket."""
-
-    directory: Path
-    munged: MungeDaemon
-    gateways: list[str]
-    homes: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def config(self) -> Path:
-        return self.directory / "udiRoot.conf"
-
-    def write_config(self) -> None:
-        self.config.write_text(
-            "udiMount=/var/udiMount\nloopMount=/var/udiLoopMount\nimagePath=/images\n"
-            f"rootfsType=tmpfs\npopulateEtcDynamically=1\nsystem={SYSTEM}\n"
-            f"imageGateway={' '.join(self.gateways)}\ngatewayTimeout=30\n"
-        )
-        self.config.chmod(0o644)
-
-    def home(self, user: str) -> Path:
-        if user not in self.homes:
-            home = self.directory / f"config-{user}"
-            home.mkdir(mode=0o700)
-            os.chown(home, uid_of(user), uid_of(user) if user != ADMIN else 0)
-            self.homes[user] = home
-        return self.homes[user]
-
-    def env(self, user: str) -> dict[str, str]:
-        return {
-            "PATH": "/usr/bin:/bin",
-            "SHIFTER_CONFIG": str(self.config),
-            "SHIFTER_MUNGE_SOCKET": str(self.munged.socket),
-            "XDG_CONFIG_HOME": str(self.home(user)),
-            "TZ": "UTC",
-        }
-
-    def argv(self, user: str, args: tuple[str, ...]) -> list[str]:
-        argv = [str(BIN / "shifterimg"), *args]
-        return argv if user == ADMIN else ["/usr/sbin/runuser", "-u", user, "--", *argv]
-
-    def run(
-        self, *args: str, user: str = USER_A, stdin: str = ""
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(user, args), env=self.env(user), input=stdin,
-                              capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture
-def site_dir() -> Iterator[Path]:
-    # Under /tmp and searchable: the test users read udiRoot.conf and their config homes.
-    directory = Path(tempfile.mkdtemp(prefix="shifterimg-e2e-"))
-    directory.chmod(0o755)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def start_site(
-    site_dir: Path, gateway_env: GatewayEnv, gateway_servers: Callable[..., GatewayServer],
-    munged: MungeDaemon,
-) -> Callable[..., Site]:
-    """Start the gateway with `gateway_env` as it is now; `before` puts gateways in front,
-    `settings` are SHIFTER_IMAGEGW_* service settings."""
-
-    def start(before: tuple[str, ...] = (), **settings: str) -> Site:
-        server = gateway_servers(gateway_env.write(), **settings)
-        site = Site(site_dir, munged, [*before, server.url])
-        site.write_config()
-        return site
-
-    return start
-
-
-@pytest.fixture
-def private_registry(
-    gateway_env: GatewayEnv, registry_basic: RegistryEndpoint
-) -> Iterator[RegistryEndpoint]:
-    """The htpasswd registry behind HTTPS, known to the gateway as location `private`."""
-    host, port = registry_basic.netloc.rsplit(":", 1)
-    with TlsRelay((host, int(port))) as relay:
-        gateway_env.add_location(PRIVATE, relay.url, ca_file=str(relay.ca_file))
-        yield registry_basic
 
 
 def push_public(registry: RegistryEndpoint, repository: str) -> str:
@@ -404,8 +308,6 @@ def test_on_a_terminal_the_status_line_is_rewritten(
 def test_a_dead_gateway_is_skipped(
     start_site: Callable[..., Site], registry_anon: RegistryEndpoint, repo_name: str
 ) -> None:
-    from tests.services.postgres_fixtures import free_port
-
     site = start_site(before=(f"http://127.0.0.1:{free_port()}",))
     tag = push_public(registry_anon, repo_name)
     assert status_lines(ok(site.run("pull", tag)))[-1][2] == "READY"

@@ -7,8 +7,12 @@
   platform `testsys` (munge socket of the `munged` fixture, admins `root`, the anonymous
   registry as the default location); `write()` writes it with changes.
 - `GatewayServer`: `shifter-imagegw serve` as a real process on a free port (stopped by
-  PID, SIGTERM then SIGKILL); `TlsRelay`: HTTPS in front of a plain-HTTP registry.
+  PID, SIGTERM then SIGKILL); `TlsRelay`: HTTPS in front of a plain-HTTP registry, and
+  `private_registry`: the htpasswd registry behind one, the gateway's location `private`.
 - `Caller`: request headers with a fresh munge credential, minted as any test account.
+- `Site`, `start_site`: a login node (a udiRoot.conf naming the gateways, per-user config
+  homes) where `shifterimg` runs as real users, against a gateway process started from
+  `gateway_env` as it is then.
 
 Service settings are short (2 s leases) so takeovers happen within seconds; tests wait by
 polling (`wait_for`) and never assert on durations.
@@ -37,7 +41,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.services.postgres_fixtures import free_port
+from shifter.devtools.service import free_port
 
 T = TypeVar("T")
 
@@ -52,6 +56,8 @@ TEST_SETTINGS = {
     "SHIFTER_IMAGEGW_FAILURE_HOLD_S": "1",
 }
 SERVER_START_TIMEOUT_S = 30.0
+BIN = Path(sys.executable).parent  # the venv's commands
+PRIVATE = "private"  # the gateway's Locations name for the password-protected registry
 
 
 def uid_of(user: str) -> int:
@@ -325,6 +331,85 @@ def gateway_servers(tmp_path: Path) -> Iterator[Callable[..., GatewayServer]]:
             server.stop()
 
 
+# -- a login node ------------------------------------------------------------------------
+
+
+@dataclass
+class Site:
+    """A login node's view: a root-owned udiRoot.conf naming the gateways, per-user config
+    homes (the login files land there, never in a real home) and the munged socket."""
+
+    directory: Path
+    munged: Any
+    gateways: list[str]
+    homes: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "udiRoot.conf"
+
+    def write_config(self) -> None:
+        self.config.write_text(
+            "udiMount=/var/udiMount\nloopMount=/var/udiLoopMount\nimagePath=/images\n"
+            f"rootfsType=tmpfs\npopulateEtcDynamically=1\nsystem={SYSTEM}\n"
+            f"imageGateway={' '.join(self.gateways)}\ngatewayTimeout=30\n"
+        )
+        self.config.chmod(0o644)
+
+    def home(self, user: str) -> Path:
+        if user not in self.homes:
+            home = self.directory / f"config-{user}"
+            home.mkdir(mode=0o700)
+            os.chown(home, uid_of(user), uid_of(user) if user != ADMIN else 0)
+            self.homes[user] = home
+        return self.homes[user]
+
+    def env(self, user: str) -> dict[str, str]:
+        return {
+            "PATH": "/usr/bin:/bin",
+            "SHIFTER_CONFIG": str(self.config),
+            "SHIFTER_MUNGE_SOCKET": str(self.munged.socket),
+            "XDG_CONFIG_HOME": str(self.home(user)),
+            "TZ": "UTC",
+        }
+
+    def argv(self, user: str, args: tuple[str, ...]) -> list[str]:
+        argv = [str(BIN / "shifterimg"), *args]
+        return argv if user == ADMIN else ["/usr/sbin/runuser", "-u", user, "--", *argv]
+
+    def run(
+        self, *args: str, user: str = USER_A, stdin: str = ""
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(user, args), env=self.env(user), input=stdin,
+                              capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def site_dir() -> Iterator[Path]:
+    # Under /tmp and searchable: the test users read udiRoot.conf and their config homes.
+    directory = Path(tempfile.mkdtemp(prefix="shifterimg-e2e-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def start_site(
+    site_dir: Path, gateway_env: GatewayEnv, gateway_servers: Callable[..., GatewayServer],
+    munged: Any,
+) -> Callable[..., Site]:
+    """Start the gateway with `gateway_env` as it is now; `before` puts gateways in front,
+    `settings` are SHIFTER_IMAGEGW_* service settings."""
+
+    def start(before: tuple[str, ...] = (), **settings: str) -> Site:
+        server = gateway_servers(gateway_env.write(), **settings)
+        site = Site(site_dir, munged, [*before, server.url])
+        site.write_config()
+        return site
+
+    return start
+
+
 # -- an HTTPS front for a plain registry ---------------------------------------------------
 
 
@@ -381,6 +466,15 @@ class TlsRelay:
             _pump(secure, upstream)
             pump.join(timeout=30)
         client.close()
+
+
+@pytest.fixture
+def private_registry(gateway_env: GatewayEnv, registry_basic: Any) -> Iterator[Any]:
+    """The htpasswd registry behind HTTPS, known to the gateway as location `private`."""
+    host, port = registry_basic.netloc.rsplit(":", 1)
+    with TlsRelay((host, int(port))) as relay:
+        gateway_env.add_location(PRIVATE, relay.url, ca_file=str(relay.ca_file))
+        yield registry_basic
 
 
 def _pump(source: socket.socket, dest: socket.socket) -> None:

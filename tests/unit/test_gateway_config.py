@@ -1,4 +1,5 @@
-"""imagemanager.json: every rule of the model, its messages, the loader and the documentation."""
+"""imagemanager.json: the model, its defaults, values and messages (the rules one by one are in
+`test_gateway_config_rules`, the files on disk in `test_gateway_config_files`)."""
 
 from __future__ import annotations
 
@@ -14,25 +15,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shifter.errors import ConfigError
-from shifter.gateway import config as gwconfig
 from shifter.gateway.config import (
     GatewayConfig,
     GatewayConfigError,
     UnknownLocationError,
     UnknownPlatformError,
     gateway_config_from_data,
-    gateway_config_path,
     load_gateway_config,
     parse_gateway_config,
 )
-from shifter.gateway.config_source import iter_key_paths
 from shifter.gateway.config_values import format_expiration, parse_expiration
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "etc" / "imagemanager.json.example"
-DOC = ROOT / "docs" / "config-imagemanager.md"
 
 LOCAL = {"accesstype": "local", "local": {"imageDir": "/images"}}
 REMOTE = {
@@ -283,224 +280,6 @@ def test_every_problem_is_reported_once_in_file_order_without_pydantic_text() ->
         assert "pydantic" not in line and "Input should" not in line and "Value error" not in line
 
 
-# ---- the rules, one by one ---------------------------------------------------------------
-
-RULES = [
-    (
-        {"Platforms": {"c": {"accesstype": "lcal"}}},
-        "Platforms.c.accesstype",
-        'must be "local" or "remote", not "lcal"',
-    ),
-    (
-        {"Platforms": {"c": {"accesstype": "local"}}},
-        "Platforms.c.local",
-        'is required with accesstype "local": {"imageDir": "/images"}',
-    ),
-    (
-        {"Platforms": {"c": {**REMOTE, "host": []}}},
-        "Platforms.c.host",
-        'is required with accesstype "remote": a list of host names',
-    ),
-    (
-        {"Platforms": {"c": {"accesstype": "remote", "host": ["login01"]}}},
-        "Platforms.c.ssh",
-        'is required with accesstype "remote": {"username": ..., "imageDir": ...}',
-    ),
-    (
-        {"Platforms": {"c": {**REMOTE, "ssh": {"imageDir": "/images"}}}},
-        "Platforms.c.ssh.username",
-        "is required",
-    ),
-    (
-        {"Platforms": {"c": {**REMOTE, "ssh": {"username": "-oProxyCommand=x", "imageDir": "/i"}}}},
-        "Platforms.c.ssh.username",
-        'must be a user name, not "-oProxyCommand=x"',
-    ),
-    (
-        {"Platforms": {"c": {**REMOTE, "host": ["-oProxyCommand=x"]}}},
-        "Platforms.c.host[0]",
-        'host name "-oProxyCommand=x" must start with a letter or digit and contain only '
-        "letters, digits, '.', '_', ':' and '-'",
-    ),
-    (
-        {"Platforms": {"c": {**LOCAL, "admins": "root"}}},
-        "Platforms.c.admins",
-        'must be a list of user names; for one user write ["root"]',
-    ),
-    (
-        {"Platforms": {"my/cluster": LOCAL}},
-        "Platforms.my/cluster",
-        'platform name "my/cluster" must start with a letter or digit and contain only '
-        "letters, digits, '.', '_', ':' and '-'",
-    ),
-    (
-        {"Platforms": {"c": {**LOCAL, "mungeSocketPath": "munge.socket"}}},
-        "Platforms.c.mungeSocketPath",
-        'must be an absolute path, not "munge.socket"',
-    ),
-    (
-        {"Locations": {"hub": {"remotetype": "dockerhub"}}, "DefaultImageLocation": "hub"},
-        "Locations.hub.remotetype",
-        '"dockerhub" was deprecated in the original Shifter and is not supported; use '
-        '"dockerv2" (Docker Hub speaks it too)',
-    ),
-    (
-        {"Locations": {"hub": {"remotetype": "oci"}}, "DefaultImageLocation": "hub"},
-        "Locations.hub.remotetype",
-        'must be "dockerv2", not "oci"',
-    ),
-    (
-        {"Locations": {"r": {"url": "https://r.example.org/v2/"}}, "DefaultImageLocation": "r"},
-        "Locations.r.url",
-        'must be a base URL without path, query or credentials, not "https://r.example.org/v2/" '
-        "(the registry API is always at /v2/ on the host)",
-    ),
-    (
-        {"Locations": {"r": {"url": "ftp://r.example.org"}}, "DefaultImageLocation": "r"},
-        "Locations.r.url",
-        'must be an https:// or http:// URL with a host, not "ftp://r.example.org"',
-    ),
-    (
-        {"Locations": {"r": {"authMethod": "bearer"}}, "DefaultImageLocation": "r"},
-        "Locations.r.authMethod",
-        'must be "token" or "basic", not "bearer"',
-    ),
-    (
-        {"Locations": {"r": {"sslcacert": "ca.pem"}}, "DefaultImageLocation": "r"},
-        "Locations.r.sslcacert",
-        'must be an absolute path, not "ca.pem"',
-    ),
-    (
-        {"Locations": {"quay.io": {}}, "DefaultImageLocation": "ghcr.io"},
-        "DefaultImageLocation",
-        "'ghcr.io' is not one of the Locations (quay.io)",
-    ),
-    (
-        {"Authentication": "mock"},
-        "Authentication",
-        '"mock" is refused: it believes whatever user name a client sends, so anyone could '
-        'act as anyone, admins included; use "munge"',
-    ),
-    ({"Authentication": "ldap"}, "Authentication", 'must be "munge", not "ldap"'),
-    (
-        {"DefaultImageFormat": "xfs"},
-        "DefaultImageFormat",
-        'must be "squashfs", "ext4" or "cramfs", not "xfs"',
-    ),
-    (
-        {"ImageExpirationTimeout": "90:00:00"},
-        "ImageExpirationTimeout",
-        'must be days:hours:minutes:seconds (four whole numbers, such as "90:00:00:00"), '
-        'not "90:00:00"',
-    ),
-    (
-        {"ImageExpirationTimeout": 7776000},
-        "ImageExpirationTimeout",
-        'must be a string "D:HH:MM:SS" such as "90:00:00:00", not 7776000',
-    ),
-    ({"PullUpdateTimeout": -1}, "PullUpdateTimeout", "must be at least 0, not -1"),
-    ({"WorkerThreads": 0}, "WorkerThreads", "must be at least 1, not 0"),
-    ({"WorkerThreads": True}, "WorkerThreads", "must be a whole number, not true"),
-    ({"WorkerThreads": 2.5}, "WorkerThreads", "must be a whole number, not 2.5"),
-    ({"LayerDownloadConcurrency": 0}, "LayerDownloadConcurrency", "must be at least 1, not 0"),
-    ({"Metrics": "yes"}, "Metrics", 'must be true or false, not "yes"'),
-    ({"CacheDirectory": "cache"}, "CacheDirectory", 'must be an absolute path, not "cache"'),
-    ({"ExpandDirectory": None}, "ExpandDirectory", "must be an absolute path, not null"),
-    ({"examiner": "exam.sh"}, "examiner", 'must be an absolute path, not "exam.sh"'),
-    (
-        {"LogLevel": "verbose"},
-        "LogLevel",
-        'must be debug, info, warning, error or critical, not "verbose"',
-    ),
-    (
-        {"ImportUsers": "alice"},
-        "ImportUsers",
-        'must be "all", "none" or a list of user names, not "alice"; for one user write ["alice"]',
-    ),
-    (
-        {"ConverterOptions": {"squashfz": "-comp zstd"}},
-        "ConverterOptions",
-        'unknown image format "squashfz"; use squashfs, ext4 or cramfs',
-    ),
-    (
-        {"ConverterOptions": {"squashfs": {"comp": "zstd"}}},
-        "ConverterOptions",
-        'options for squashfs must be a string or a list of strings, not {"comp": "zstd"}',
-    ),
-    (
-        {"ConverterOptions": ["-no-xattrs"]},
-        "ConverterOptions",
-        "must be an object mapping an image format to options, such as "
-        '{"squashfs": "-comp zstd"}, not ["-no-xattrs"]',
-    ),
-    (
-        {"DefaultPlatform": "amd64"},
-        "DefaultPlatform",
-        'must be an OCI platform such as "linux/amd64" or "linux/arm64/v8", not "amd64"',
-    ),
-    ({"ImageOwnership": "user"}, "ImageOwnership", 'must be "root" or "preserve", not "user"'),
-    (
-        {"MetadataStore": "mysql://db/shifter"},
-        "MetadataStore",
-        'has the unsupported scheme "mysql"; use sqlite:// or postgresql://',
-    ),
-    (
-        {"MetadataStore": "sqlite:///imagegw.sqlite"},
-        "MetadataStore",
-        'must name an absolute SQLite file with four slashes, such as "sqlite:////var/lib/'
-        'shifter/imagegw.sqlite" (an in-memory or relative database would not be shared by '
-        "the gateway's threads or survive a restart)",
-    ),
-    (
-        {"MetadataStore": "mongodb://localhost/"},
-        "MetadataStore",
-        'has the unsupported scheme "mongodb"; use sqlite:// or postgresql://',
-    ),
-    ({"Platforms": []}, "Platforms", "must be an object {...}, not []"),
-    ({"Locations": {"r": "https://r"}}, "Locations.r", 'must be an object {...}, not "https://r"'),
-]
-
-
-@pytest.mark.parametrize(("data", "key", "message"), RULES, ids=[r[1] for r in RULES])
-def test_each_rule_reports_its_key_line_and_sentence(data: dict, key: str, message: str) -> None:
-    error = only_problem(**data)
-    assert (error.key, error.message) == (key, message)
-    assert error.source == "gw.json"
-    assert error.line is not None and error.line >= 2
-    assert str(error) == f"gw.json:{error.line} key {key!r}: {message}"
-    assert error.hint == "every key is described in docs/config-imagemanager.md"
-
-
-def test_the_default_location_must_be_listed_when_locations_are() -> None:
-    error = only_problem(Locations={"quay.io": {}})
-    assert str(error) == (
-        "gw.json key 'DefaultImageLocation': is not set, and its default "
-        "'registry-1.docker.io' is not one of the Locations (quay.io)"
-    )
-
-
-def test_a_postgresql_password_never_appears_in_a_message() -> None:
-    error = only_problem(MetadataStore="postgres://admin:s3cret@db/shifter")
-    assert "s3cret" not in str(error)
-    assert error.message == 'has the unsupported scheme "postgres"; use sqlite:// or postgresql://'
-
-
-@pytest.mark.parametrize(
-    ("url", "driver_url"),
-    [
-        ("sqlite:////srv/gw.sqlite", "sqlite:////srv/gw.sqlite"),
-        (
-            "postgresql://gw:pw@db.example.org/shifter",
-            "postgresql+psycopg://gw:pw@db.example.org/shifter",
-        ),
-        ("postgresql+psycopg://gw@db/shifter", "postgresql+psycopg://gw@db/shifter"),
-    ],
-)
-def test_metadata_store_accepts_sqlite_and_postgresql(url: str, driver_url: str) -> None:
-    config = config_with(MetadataStore=url)
-    assert (config.metadata_store, config.metadata_store_url) == (url, driver_url)
-
-
 # ---- values and helpers ------------------------------------------------------------------
 
 
@@ -665,129 +444,3 @@ def test_expiration_accepts_the_originals_unnormalised_fields(fields: tuple[int,
 def test_expiration_refuses_other_forms(text: str) -> None:
     with pytest.raises(ValueError, match=r"^must be days:hours:minutes:seconds"):
         parse_expiration(text)
-
-
-# ---- the loader --------------------------------------------------------------------------
-
-
-def write_config(directory: Path, name: str, data: dict) -> Path:
-    path = directory / name
-    path.write_text(json.dumps(data))
-    path.chmod(0o644)
-    return path
-
-
-def test_loader_prefers_the_argument_then_gwconfig_then_the_default_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    argument = write_config(tmp_path, "argument.json", {"WorkerThreads": 3})
-    environment = write_config(tmp_path, "environment.json", {"WorkerThreads": 5})
-    default = write_config(tmp_path, "default.json", {"WorkerThreads": 7})
-    monkeypatch.setattr(gwconfig, "DEFAULT_CONFIG_PATH", str(default))
-    env = {"GWCONFIG": str(environment)}
-
-    assert load_gateway_config(str(argument), environ=env).worker_threads == 3
-    assert load_gateway_config(None, environ=env).worker_threads == 5
-    assert load_gateway_config(None, environ={}).worker_threads == 7
-    assert load_gateway_config(None, environ={"GWCONFIG": ""}).worker_threads == 7
-    assert load_gateway_config(str(argument), environ=env).source == str(argument)
-
-
-def test_the_default_path_is_etc_shifter() -> None:
-    assert gateway_config_path(None, environ={}) == (
-        "/etc/shifter/imagemanager.json",
-        "the default location",
-    )
-
-
-def test_a_missing_named_file_is_an_error_saying_who_named_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    missing = tmp_path / "nope.json"
-    monkeypatch.setattr(gwconfig, "DEFAULT_CONFIG_PATH", str(tmp_path / "absent.json"))
-    with pytest.raises(ConfigError) as caught:
-        load_gateway_config(None, environ={"GWCONFIG": str(missing)}, missing_ok=True)
-    assert str(caught.value) == f"{missing}: does not exist (named by GWCONFIG)"
-    with pytest.raises(ConfigError, match=r"does not exist \(named on the command line\)$"):
-        load_gateway_config(str(missing), environ={}, missing_ok=True)
-    with pytest.raises(ConfigError, match=r"absent.json: does not exist \(the default location\)$"):
-        load_gateway_config(None, environ={})
-    assert load_gateway_config(None, environ={}, missing_ok=True) == GatewayConfig.default()
-
-
-def test_a_file_every_user_may_write_is_refused(tmp_path: Path) -> None:
-    path = write_config(tmp_path, "gw.json", {})
-    path.chmod(0o666)
-    with pytest.raises(ConfigError) as caught:
-        load_gateway_config(str(path), environ={})
-    assert str(caught.value) == (
-        f"{path}: is writable by every user, who could then choose the gateway's registries, "
-        "image directories and admins"
-    )
-    assert caught.value.hint == f"chmod o-w {path}"
-
-
-def test_a_directory_or_non_utf8_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r": is a directory, not a configuration file$"):
-        load_gateway_config(str(tmp_path), environ={})
-    path = tmp_path / "latin1.json"
-    path.write_bytes(b'{\n"LogLevel": "d\xe9bug"}')
-    path.chmod(0o644)
-    with pytest.raises(ConfigError) as caught:
-        load_gateway_config(str(path), environ={})
-    assert str(caught.value) == f"{path}:2: is not UTF-8 text"
-
-
-def test_load_errors_carry_the_file_name(tmp_path: Path) -> None:
-    path = tmp_path / "gw.json"
-    path.write_text('{\n  "Platforms": {\n    "c": {"accesstype": "remote"}\n  }\n}\n')
-    path.chmod(0o644)
-    with pytest.raises(GatewayConfigError) as caught:
-        load_gateway_config(str(path), environ={})
-    assert str(caught.value) == (
-        f"{path}:3 key 'Platforms.c.host': is required with accesstype \"remote\": "
-        "a list of host names"
-    )
-
-
-def test_a_path_that_cannot_be_opened_is_refused_with_the_reason(tmp_path: Path) -> None:
-    # A path below a regular file fails for root too, unlike a chmod 000 file.
-    path = write_config(tmp_path, "gw.json", {}) / "below"
-    with pytest.raises(ConfigError) as caught:
-        load_gateway_config(str(path), environ={})
-    assert str(caught.value) == f"{path}: cannot be read: Not a directory"
-
-
-# ---- the example file and the documentation ----------------------------------------------
-
-
-def test_the_example_loads_and_sets_every_key() -> None:
-    config = load_gateway_config(str(EXAMPLE), environ={})
-    assert set(config.platforms) == {"mycluster", "othercluster"}
-    written = set()
-
-    def walk(value: Any, prefix: str, free: bool) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                name = "<name>" if free else key
-                path = f"{prefix}.{name}" if prefix else name
-                if not free:
-                    written.add(path)
-                walk(inner, path, key in ("Locations", "Platforms") and not free)
-
-    walk(json.loads(EXAMPLE.read_text()), "", False)
-    written = {path for path in written if not path.startswith("ConverterOptions.")}
-    current = {path for path, obsolete in iter_key_paths(GatewayConfig) if not obsolete}
-    assert written == current
-
-
-def documented_keys(section: str) -> set[str]:
-    text = DOC.read_text()
-    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
-    return set(re.findall(r"^\| `([^`]+)` \|", body, re.MULTILINE))
-
-
-def test_the_documentation_lists_exactly_the_keys_the_model_knows() -> None:
-    paths = list(iter_key_paths(GatewayConfig))
-    assert documented_keys("Keys") == {path for path, obsolete in paths if not obsolete}
-    assert documented_keys("Obsolete keys") == {path for path, obsolete in paths if obsolete}

@@ -2,16 +2,25 @@
 
 A subclass starts its program with `shifter.proc.spawn` in `start()` and keeps the handle in
 `self._process`; this base stops it by its PID (`stop_signal`, then SIGKILL after
-`stop_timeout_s`) and makes it a context manager.
+`stop_timeout_s`) and makes it a context manager. `free_port` finds a port for services
+that must be told theirs.
 """
 
 from __future__ import annotations
 
 import signal
+import socket
 from types import TracebackType
 from typing import Self
 
 from shifter import proc
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (the caller binds it soon after)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class ServiceProcess:

@@ -2,6 +2,7 @@
 
 `layer` writes deterministic tar layers from a declarative description, `image` wraps them
 in configs, manifests and indexes (OCI or Docker schema 2), `push` sends them through the
-registry HTTP API, and `catalog` names the test images (benign and hostile) with the one
-outcome a correct pull and flatten must give. Used by the tests and the demo.
+registry HTTP API, and `catalog` names the test images with the one outcome a correct pull
+and flatten must give (`baseimage`: the busybox base and the outcome values; `hostile`: the
+hostile images and the tar bomb). Used by the tests and the demo.
 """

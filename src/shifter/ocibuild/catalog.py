@@ -1,23 +1,32 @@
 """The named test images, each with the one outcome a correct pull and flatten must give.
 
-Every image starts from the same busybox layer (the host's static `/bin/busybox`, a few
-applet links, minimal /etc), so a registry stores that blob once. `expected(name)` says
-what the flattened tree must look like; the engine's tests assert exactly that, and
-`docs/test-images.md` explains each decision.
+Every image starts from the same busybox layer (`baseimage`), so a registry stores that
+blob once. `expected(name)` says what the flattened tree must look like; the engine's tests
+assert exactly that, and `docs/test-images.md` explains each decision. The ordinary images
+(busybox, layered, multi-arch, compressions) are here, the hostile ones and the tar bomb in
+`hostile`.
 
-Paths in `Expected` are absolute paths inside the flattened image. The rule behind every
-hostile case is the same: a path in a layer (member name, hard-link target, or a symlink
-met on the way) is resolved as if the image root were `/`, so `..` stops at the root and
-nothing is ever written outside it.
+Paths in `Expected` are absolute paths inside the flattened image.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from shifter.errors import ShifterError
+from shifter.ocibuild.baseimage import (
+    APPLETS,
+    BUSYBOX,
+    DEFAULT_PATH,
+    OS_RELEASE,
+    CatalogImage,
+    Expected,
+    base_files,
+    base_layer,
+    on_base,
+)
+from shifter.ocibuild.hostile import TAR_BOMB_FILES, hostile_images, tar_bomb
 from shifter.ocibuild.image import (
     BuiltImage,
     Flavor,
@@ -29,13 +38,10 @@ from shifter.ocibuild.image import (
 )
 from shifter.ocibuild.layer import (
     Compression,
-    Device,
     Dir,
     Entry,
-    Fifo,
     File,
     HardLink,
-    Layer,
     Opaque,
     Symlink,
     Whiteout,
@@ -43,88 +49,21 @@ from shifter.ocibuild.layer import (
     with_parents,
 )
 
-BUSYBOX = Path("/bin/busybox")
-APPLETS = ("sh", "cat", "ls", "id", "env", "true", "echo", "sleep")
-TAR_BOMB_FILES = 20_000
-DEFAULT_PATH = "PATH=/usr/local/bin:/usr/bin:/bin"
-OS_RELEASE = (
-    b'NAME="Shifter test image"\nID=shifter-test\nVERSION_ID=1\n'
-    b'PRETTY_NAME="Shifter test image (busybox)"\n'
-)
-PASSWD = (
-    b"root:x:0:0:root:/root:/bin/sh\n"
-    b"shifter:x:1000:1000:shifter test user:/home/shifter:/bin/sh\n"
-    b"nobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n"
-)
-GROUP = b"root:x:0:\nshifter:x:1000:\nnobody:x:65534:\n"
-# cap_net_raw in the permitted and effective sets (vfs_cap_data revision 2, little endian).
-CAP_NET_RAW = (0x02000001).to_bytes(4, "little") + (1 << 13).to_bytes(4, "little") + bytes(12)
-
-
-@dataclass(frozen=True)
-class Expected:
-    """What the flattened image must hold; `error` set means conversion must fail instead,
-    with a message containing that text.
-
-    `modes` are permission bits (`stat.S_IMODE`). `owners` are the uid/gid a layer records,
-    kept when the engine preserves ownership (an all-root image has 0:0 everywhere).
-    `file_counts` counts regular files under a directory, recursively. `run` is the run
-    config the image metadata must carry.
-    """
-
-    outcome: str
-    error: str | None = None
-    files: Mapping[str, bytes] = field(default_factory=dict)
-    dirs: tuple[str, ...] = ()
-    symlinks: Mapping[str, str] = field(default_factory=dict)
-    absent: tuple[str, ...] = ()
-    modes: Mapping[str, int] = field(default_factory=dict)
-    hardlinks: tuple[tuple[str, str], ...] = ()
-    owners: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-    no_xattrs: tuple[str, ...] = ()
-    file_counts: Mapping[str, int] = field(default_factory=dict)
-    run: RunConfig | None = None
-
-
-@dataclass(frozen=True)
-class CatalogImage:
-    name: str
-    expected: Expected
-    builder: Callable[[Path], BuiltImage]
-
-
-def read_busybox(path: Path = BUSYBOX) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ShifterError(
-            f"cannot read the busybox binary {path}: {exc.strerror}",
-            hint="install Debian's busybox-static (apt-get install busybox-static)",
-        ) from exc
-
-
-def base_entries(busybox: bytes) -> list[Entry]:
-    """The root filesystem every test image starts from."""
-    return with_parents(
-        [
-            File("bin/busybox", busybox, mode=0o755),
-            *(Symlink(f"bin/{applet}", "busybox") for applet in APPLETS),
-            File("etc/os-release", OS_RELEASE),
-            File("etc/passwd", PASSWD),
-            File("etc/group", GROUP),
-            Dir("home/shifter", uid=1000, gid=1000),
-            Dir("root", mode=0o700),
-            Dir("tmp", mode=0o1777),
-        ]
-    )
-
-
-def _base(busybox: Path, compression: Compression = Compression.GZIP) -> Layer:
-    return build_layer(base_entries(read_busybox(busybox)), compression, comment="busybox base")
-
-
-def _base_files() -> dict[str, bytes]:
-    return {"/etc/os-release": OS_RELEASE, "/etc/passwd": PASSWD}
+__all__ = [
+    "APPLETS",
+    "BUSYBOX",
+    "DEFAULT_PATH",
+    "OS_RELEASE",
+    "TAR_BOMB_FILES",
+    "CatalogImage",
+    "Expected",
+    "build",
+    "entries",
+    "entry",
+    "expected",
+    "names",
+    "tar_bomb",
+]
 
 
 def _busybox_run() -> RunConfig:
@@ -140,25 +79,8 @@ def _busybox_run() -> RunConfig:
 
 def _busybox(flavor: Flavor) -> Callable[[Path], BuiltImage]:
     def build(busybox: Path) -> BuiltImage:
-        image = single_image([_base(busybox)], run=_busybox_run(), flavor=flavor)
+        image = single_image([base_layer(busybox)], run=_busybox_run(), flavor=flavor)
         return built_image("busybox", image, flavor)
-
-    return build
-
-
-def _on_base(
-    name: str, *upper: Sequence[Entry], compression: Compression = Compression.GZIP
-) -> Callable[[Path], BuiltImage]:
-    """An OCI image: the busybox layer, then one layer per entry list, written as listed."""
-
-    def build(busybox: Path) -> BuiltImage:
-        layers = [_base(busybox, compression)]
-        layers += [
-            build_layer(entries, compression, comment=f"{name} layer {number}")
-            for number, entries in enumerate(upper, start=2)
-        ]
-        image = single_image(layers, run=RunConfig(env=(DEFAULT_PATH,)))
-        return built_image(name, image, Flavor.OCI)
 
     return build
 
@@ -172,7 +94,7 @@ def _multiarch(flavor: Flavor) -> Callable[[Path], BuiltImage]:
             )
             images.append(
                 single_image(
-                    [_base(busybox), marker],
+                    [base_layer(busybox), marker],
                     platform=platform,
                     run=RunConfig(env=(DEFAULT_PATH,)),
                     flavor=flavor,
@@ -181,16 +103,6 @@ def _multiarch(flavor: Flavor) -> Callable[[Path], BuiltImage]:
         return built_index("multiarch", images, flavor)
 
     return build
-
-
-def tar_bomb(file_count: int = TAR_BOMB_FILES, *, busybox: Path = BUSYBOX) -> BuiltImage:
-    """`file_count` tiny files under /bomb, a thousand per directory."""
-    entries: list[Entry] = [Dir("bomb")]
-    for number in range(file_count):
-        if number % 1000 == 0:
-            entries.append(Dir(f"bomb/d{number // 1000:03d}"))
-        entries.append(File(f"bomb/d{number // 1000:03d}/f{number:06d}", f"{number}\n".encode()))
-    return _on_base("tarbomb", entries)(busybox)
 
 
 def _layered() -> CatalogImage:
@@ -241,7 +153,7 @@ def _layered() -> CatalogImage:
         "whiteouts, opaque markers and replacements applied oldest layer first; "
         "hard links kept; setuid/setgid bits stripped; ownership kept",
         files={
-            **_base_files(),
+            **base_files(),
             "/opt/app/keep.txt": b"kept\n",
             "/opt/opaque/c.txt": b"only c\n",
             "/opt/recreated/new.txt": b"new\n",
@@ -280,34 +192,13 @@ def _layered() -> CatalogImage:
         ),
         owners={"/home/user1000": (1000, 1000), "/home/user1000/owned.txt": (1000, 1000)},
     )
-    return CatalogImage("layered", expected, _on_base("layered", fill, delete, replace_, link_only))
-
-
-def _hostile(name: str, entries: Sequence[Entry], expected: Expected) -> CatalogImage:
-    """An image whose second layer holds `entries` next to a marker file that must survive."""
-    marker = f"{name} converted\n".encode()
-    layer = [Dir("hostile"), File("hostile/ok.txt", marker), *entries]
-    if expected.error is None:
-        expected = replace(expected, files={"/hostile/ok.txt": marker, **expected.files})
-    return CatalogImage(name, expected, _on_base(name, layer))
-
-
-def _missing_link(name: str, target: str) -> CatalogImage:
-    return _hostile(
-        name,
-        [HardLink("hostile/leak", target)],
-        Expected(
-            f"conversion fails with an error naming {target!r}: the link target is not in the "
-            "image, and a host file is never linked in",
-            error="etc/shadow",
-        ),
-    )
+    return CatalogImage("layered", expected, on_base("layered", fill, delete, replace_, link_only))
 
 
 def _catalog() -> tuple[CatalogImage, ...]:
     busybox_expected = Expected(
         "a runnable busybox with the run config below in its metadata",
-        files=_base_files(),
+        files=base_files(),
         symlinks={f"/bin/{applet}": "busybox" for applet in APPLETS},
         dirs=("/home/shifter", "/tmp"),
         modes={"/bin/busybox": 0o755, "/tmp": 0o1777},
@@ -323,7 +214,7 @@ def _catalog() -> tuple[CatalogImage, ...]:
                 Expected(
                     "pulled for linux/amd64, /etc/arch reads amd64 (the linux/arm64/v8 manifest "
                     "has arm64 there and is never run)",
-                    files={**_base_files(), "/etc/arch": b"amd64\n"},
+                    files={**base_files(), "/etc/arch": b"amd64\n"},
                 ),
                 _multiarch(flavor),
             )
@@ -334,9 +225,9 @@ def _catalog() -> tuple[CatalogImage, ...]:
                 f"compression-{compression.value}",
                 Expected(
                     f"both layers {compression.value}-compressed; the marker file is present",
-                    files={**_base_files(), "/compression.txt": compression.value.encode()},
+                    files={**base_files(), "/compression.txt": compression.value.encode()},
                 ),
-                _on_base(
+                on_base(
                     f"compression-{compression.value}",
                     [File("compression.txt", compression.value.encode())],
                     compression=compression,
@@ -344,104 +235,7 @@ def _catalog() -> tuple[CatalogImage, ...]:
             )
             for compression in Compression
         ),
-        _hostile(
-            "hostile-dotdot",
-            [File("../../escape", b"dotdot\n"), File("hostile/../../../escape-deep", b"deep\n")],
-            Expected(
-                "`..` stops at the image root: the members land at /escape and /escape-deep",
-                files={"/escape": b"dotdot\n", "/escape-deep": b"deep\n"},
-            ),
-        ),
-        _hostile(
-            "hostile-absolute",
-            [File("/abs/file", b"absolute\n")],
-            Expected(
-                "an absolute member name is taken relative to the image root: /abs/file",
-                files={"/abs/file": b"absolute\n"},
-            ),
-        ),
-        _hostile(
-            "hostile-symlink-etc",
-            [Symlink("evil", "/etc"), File("evil/passwd", b"hostile passwd\n")],
-            Expected(
-                "evil/passwd is written through the symlink inside the image: the image's "
-                "/etc/passwd is replaced, the host's is untouched",
-                files={"/etc/passwd": b"hostile passwd\n"},
-                symlinks={"/evil": "/etc"},
-            ),
-        ),
-        _hostile(
-            "hostile-symlink-up",
-            [Symlink("up", "../../.."), File("up/escaped", b"up\n")],
-            Expected(
-                "up -> ../../.. resolves to the image root: up/escaped lands at /escaped",
-                files={"/escaped": b"up\n"},
-                symlinks={"/up": "../../.."},
-            ),
-        ),
-        _missing_link("hostile-hardlink-absolute-missing", "/etc/shadow"),
-        _missing_link("hostile-hardlink-dotdot-missing", "../../../etc/shadow"),
-        CatalogImage(
-            "hostile-hardlink-present",
-            Expected(
-                "links to /etc/shadow and ../../etc/shadow both become hard links to the "
-                "image's own /etc/shadow",
-                files={"/etc/shadow": b"image shadow\n", "/leak-absolute": b"image shadow\n"},
-                hardlinks=(
-                    ("/etc/shadow", "/leak-absolute"),
-                    ("/etc/shadow", "/leak-dotdot"),
-                ),
-            ),
-            _on_base(
-                "hostile-hardlink-present",
-                [Dir("etc"), File("etc/shadow", b"image shadow\n", mode=0o640)],
-                [
-                    HardLink("leak-absolute", "/etc/shadow"),
-                    HardLink("leak-dotdot", "../../etc/shadow"),
-                ],
-            ),
-        ),
-        _hostile(
-            "hostile-devices",
-            [Device("hostile/null", 1, 3), Device("hostile/sda", 8, 0, block=True)],
-            Expected(
-                "device nodes are skipped; the rest of the layer converts",
-                absent=("/hostile/null", "/hostile/sda"),
-            ),
-        ),
-        _hostile(
-            "hostile-fifo",
-            [Fifo("hostile/fifo")],
-            Expected(
-                "fifos are skipped; the rest of the layer converts", absent=("/hostile/fifo",)
-            ),
-        ),
-        _hostile(
-            "hostile-xattrs",
-            [
-                File(
-                    "hostile/capped",
-                    b"#!/bin/sh\n",
-                    mode=0o755,
-                    xattrs={"security.capability": CAP_NET_RAW, "user.shifter": b"test"},
-                ),
-                Dir("hostile/overlay", xattrs={"trusted.overlay.opaque": b"y"}),
-            ],
-            Expected(
-                "every extended attribute is dropped, security.capability included",
-                files={"/hostile/capped": b"#!/bin/sh\n"},
-                no_xattrs=("/hostile/capped", "/hostile/overlay"),
-            ),
-        ),
-        CatalogImage(
-            "tarbomb",
-            Expected(
-                f"all {TAR_BOMB_FILES} tiny files under /bomb are present",
-                files={"/bomb/d000/f000000": b"0\n"},
-                file_counts={"/bomb": TAR_BOMB_FILES},
-            ),
-            lambda busybox: tar_bomb(busybox=busybox),
-        ),
+        *hostile_images(),
     )
 
 
