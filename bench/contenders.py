@@ -12,10 +12,16 @@ same disk:
 - `ours`: `shifter-imagegw convert` with a fresh, empty layer cache (cold), then the same
   command again with that cache and destination (warm: the image is already there).
   `--ca` trusts the registry's certificate (our `--insecure` means plain http).
+
+With a gzip level (`--gzip-level N`) every contender compresses at that level instead of
+mksquashfs's default (9): the floor with `-Xcompression-level N`, ours through an
+imagemanager.json whose ConverterOptions say so (`--config`), Charliecloud through a
+`mksquashfs` wrapper that ch-convert finds first (`gzip_level_tools`).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import Mapping
@@ -44,6 +50,46 @@ class Setup:
     registry_pid: int
     trees: Mapping[str, Path]  # image key -> flattened tree, the floor's input
     ours: Path  # the shifter-imagegw command
+    gzip_level: int | None = None  # None: mksquashfs's default (9)
+    ours_config: Path | None = None  # imagemanager.json setting that level
+    ch_convert: str | Path = "ch-convert"  # or the copy that runs the level's wrapper
+
+
+def gzip_level_tools(
+    level: int, directory: Path, *, mksquashfs: str, ch_convert: str
+) -> tuple[Path, Path]:
+    """What makes ours and Charliecloud compress at gzip `level`: an imagemanager.json for
+    `shifter-imagegw convert --config`, and a `ch-convert` that runs mksquashfs with it.
+
+    ch-convert puts its own directory first on PATH (`PATH=${ch_bin}:$PATH`, `ch_bin`
+    being `dirname $0`), so a wrapper earlier on the caller's PATH is never found. A
+    symlink to ch-convert in a directory of ours, next to the wrapper, makes that
+    directory `ch_bin`; `../lib/charliecloud` there links to the real library, which
+    ch-convert sources relative to `ch_bin`. The wrapper puts the options right after the
+    source and destination: ch-convert ends mksquashfs's command line with `-e`, whose
+    list of excluded paths must come last.
+    """
+    config = directory / "imagemanager.json"
+    options = {"squashfs": ["-comp", "gzip", "-Xcompression-level", str(level)]}
+    # ExpandDirectory: `convert --config` creates it; keep it in the run's scratch space.
+    document = {"ConverterOptions": options, "ExpandDirectory": str(directory / "expand")}
+    config.write_text(json.dumps(document, indent=1) + "\n")
+    real = Path(ch_convert)
+    bin_dir, lib_dir = directory / "charliecloud" / "bin", directory / "charliecloud" / "lib"
+    bin_dir.mkdir(parents=True)
+    lib_dir.mkdir()
+    (lib_dir / "charliecloud").symlink_to(real.resolve().parent.parent / "lib" / "charliecloud")
+    (bin_dir / "ch-convert").symlink_to(real)
+    wrapper = bin_dir / "mksquashfs"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"# bench/convert.py --gzip-level {level}: ch-convert's mksquashfs at that level.\n"
+        'src=$1 dest=$2\n'
+        "shift 2\n"
+        f'exec {mksquashfs} "$src" "$dest" -comp gzip -Xcompression-level {level} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return config, bin_dir / "ch-convert"
 
 
 @dataclass(frozen=True)
@@ -78,6 +124,8 @@ def floor(setup: Setup, image: BenchImage, out: Path) -> Outcome:
         "mksquashfs", setup.trees[image.key], target, "-noappend", "-no-xattrs", "-all-root",
         "-processors", "2", "-comp", "gzip", "-quiet", "-no-progress",
     ]
+    if setup.gzip_level is not None:
+        argv += ["-Xcompression-level", str(setup.gzip_level)]
     sample, _ = _measure(setup, argv)
     return Outcome(sample, target.stat().st_size, target)
 
@@ -94,7 +142,7 @@ def charliecloud(setup: Setup, image: BenchImage, out: Path) -> Outcome:
         skip_pids=(setup.registry_pid,),
     )
     convert, _ = measure(
-        ["ch-convert", "-i", "ch-image", "-o", "squash", name, target],
+        [setup.ch_convert, "-i", "ch-image", "-o", "squash", name, target],
         env=env,
         skip_pids=(setup.registry_pid,),
     )
@@ -114,6 +162,8 @@ def _ours_once(setup: Setup, image: BenchImage, cache: Path, dest: Path) -> Outc
         setup.ours, "convert", "--ca", setup.ca_file, "--cache", cache, "--format", "squashfs",
         image.reference(setup.netloc), dest,
     ]
+    if setup.ours_config is not None:
+        argv[2:2] = ["--config", setup.ours_config]
     sample, stdout = _measure(setup, argv)
     lines = stdout.decode(errors="replace").strip().splitlines()
     if not lines:

@@ -1,6 +1,7 @@
 """Image conversion benchmark: our pull-and-convert against mksquashfs and Charliecloud.
 
     python -m bench.convert [--quick | --runs N] [--images debian,synthetic] [--cache-dir DIR]
+                            [--gzip-level N]
 
 One run, side by side: every round runs each contender once on each input image, the
 contenders' order rotating from round to round so that drift on this noisy disk hits all of
@@ -19,6 +20,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from bench import contenders, machine, report
@@ -30,6 +32,7 @@ from shifter.errors import ShifterError, ToolError
 
 DEFAULT_CACHE = Path("/var/tmp/shifter-bench")
 DEFAULT_RUNS = 3
+DEFAULT_GZIP_LEVEL = 9  # mksquashfs's, when no -Xcompression-level is given
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUSY_LOAD = 0.5  # load average above which the run is flagged as noisy
 # Niceness of the bench and everything it starts (registry, contenders) and of their
@@ -122,7 +125,7 @@ def print_report(
     print(f"Machine: {header['machine']}  ")
     print(f"Load average before / after: {header['load_before']} / {header['load_after']}  ")
     print(f"Command: `{header['command']}` (best of {header['runs']}, rounds interleaved, "
-          f"nice {header['nice']})  ")
+          f"nice {header['nice']}, gzip level {header['gzip_level']})  ")
     versions = header["versions"]
     assert isinstance(versions, dict)
     print("Versions: " + "; ".join(f"{k} {v}" for k, v in versions.items()))
@@ -135,6 +138,19 @@ def print_report(
     if json_path is not None:
         json_path.write_text(json.dumps({**header, "images": raw}, indent=1) + "\n")
         print(f"\nbench: raw results in {json_path}")
+
+
+def at_gzip_level(setup: Setup, level: int, directory: Path) -> Setup:
+    """`setup` with every contender compressing at gzip `level` (see contenders)."""
+    tools = {name: shutil.which(name, path=SYSTEM_PATH) for name in ("mksquashfs", "ch-convert")}
+    missing = [name for name, path in tools.items() if path is None]
+    if missing:
+        raise ShifterError(f"{', '.join(missing)} not found on {SYSTEM_PATH}")
+    directory.mkdir()
+    config, ch_convert = contenders.gzip_level_tools(
+        level, directory, mksquashfs=str(tools["mksquashfs"]), ch_convert=str(tools["ch-convert"])
+    )
+    return replace(setup, gzip_level=level, ours_config=config, ch_convert=ch_convert)
 
 
 def benchmark(args: argparse.Namespace) -> int:
@@ -168,6 +184,8 @@ def benchmark(args: argparse.Namespace) -> int:
             trees = {image.key: extract_tree(image, work / "trees" / image.key)
                      for image in images}
             setup = Setup(registry.netloc, tls.certificate, env, registry.pid, trees, ours)
+            if args.gzip_level is not None:
+                setup = at_gzip_level(setup, args.gzip_level, work / "gzip-level")
             results, entries = run_rounds(setup, images, args.runs, work)
     finally:
         machine.restore_autogroup(os.getpid(), session_nice)
@@ -182,6 +200,7 @@ def benchmark(args: argparse.Namespace) -> int:
         "load_after": machine.load_average(),
         "command": " ".join(["scripts/bench.sh convert", *args.argv]),
         "runs": args.runs,
+        "gzip_level": args.gzip_level or DEFAULT_GZIP_LEVEL,
         "nice": os.getpriority(os.PRIO_PROCESS, 0),
         "versions": machine.versions(env),
     }
@@ -223,6 +242,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_false",
         help=f"run at the normal priority (default: nice {BOOSTED_NICE}, so that other work "
         "on the machine disturbs the measurements less)",
+    )
+    parser.add_argument(
+        "--gzip-level",
+        type=int,
+        choices=range(1, 10),
+        metavar="N",
+        help="every contender compresses at gzip level N, 1-9 (default: mksquashfs's own, "
+        f"{DEFAULT_GZIP_LEVEL}); see bench/README.md for how each is told",
     )
     parser.add_argument("--keep-work", action="store_true", help="keep the run's scratch space")
     parser.add_argument("--json", type=Path, help="also write the raw results to this file")

@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # `import httpx` loads httpx's own command-line client (click, rich, pygments: ~15 ms of
+    # every start) when those packages happen to be installed; it falls back to a stub when
+    # that import fails, and this process never runs it.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     args = build_parser().parse_args(argv)
     common.configure_logging(debug=args.debug)
     return common.run_command(PROG, lambda: args.handler(args), debug=args.debug)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import bz2
 import contextlib
 import enum
-import gzip
 import lzma
 import os
 import zlib
@@ -22,6 +21,7 @@ from typing import BinaryIO, NamedTuple
 import zstandard
 
 from shifter.convert import tario
+from shifter.convert.inflate import INFLATE_ERRORS, open_gzip
 from shifter.errors import ShifterError
 
 # What reading a corrupt or truncated layer raises, from the decompressors and the reader.
@@ -30,6 +30,7 @@ READ_ERRORS = (
     OSError,
     EOFError,
     zlib.error,
+    *INFLATE_ERRORS,
     lzma.LZMAError,
     zstandard.ZstdError,
 )
@@ -160,7 +161,7 @@ def decompressed(raw: BinaryIO, head: bytes) -> Iterator[BinaryIO | None]:
     compression = detect_compression(head)
     with contextlib.ExitStack() as stack:
         if compression is Compression.GZIP:
-            stream: BinaryIO = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+            stream: BinaryIO = stack.enter_context(open_gzip(raw))
         elif compression is Compression.ZSTD:
             # Layers may hold several concatenated frames; read them all.
             reader = zstandard.ZstdDecompressor().stream_reader(

@@ -365,7 +365,11 @@ def paused_gc() -> Iterator[None]:
     """Planning makes a few objects per member and no reference cycles, and keeps them all;
     the cyclic garbage collector would walk them again and again as they pile up (a third
     of the planning time of a 50,000-file image). It is paused meanwhile, and re-enabled
-    only by whoever paused it, so nested or concurrent plans leave it as they found it."""
+    only by whoever paused it, so nested or concurrent plans leave it as they found it.
+
+    The collector is process-wide: in the gateway other pulls and requests run meanwhile.
+    So it is paused only around CPU-bound steps of one layer (fractions of a second), never
+    while a download is awaited, which can take minutes."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -379,9 +383,10 @@ def plan_from_headers(layers: Iterable[Iterable[Header]], *, ownership: Ownershi
     """Plan the flattened image from each layer's headers, bottom layer first. `layers` may
     be lazy: the pull engine yields each layer's headers once it has downloaded them."""
     builder = TreeBuilder(ownership)
-    with paused_gc():
-        for index, headers in enumerate(layers):
+    for index, headers in enumerate(layers):  # a lazy `layers` waits here, collector on
+        with paused_gc():
             builder.apply_layer(index, headers)
+    with paused_gc():
         plan = builder.plan()
     if plan.skipped:
         log.info("%d layer members were not kept in the image", len(plan.skipped))

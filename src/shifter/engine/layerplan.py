@@ -22,7 +22,7 @@ from typing import BinaryIO, cast
 
 from shifter.convert.feed import HeaderFeed
 from shifter.convert.layers import Header, read_headers
-from shifter.convert.plan import Ownership, Plan, paused_gc, plan_from_headers
+from shifter.convert.plan import Ownership, Plan, plan_from_headers
 from shifter.registry.manifest import Descriptor
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,10 @@ class LayerPlanner:
     def run(self, concurrency: int, ownership: Ownership) -> tuple[list[Path], Plan]:
         unique = list({layer.digest: layer for layer in self._layers}.values())
         workers = max(1, min(concurrency, len(unique)))
-        # The feeds' header lists pile up while the layers download: see `paused_gc`.
-        with paused_gc(), ThreadPoolExecutor(workers, thread_name_prefix="layer") as pool:
+        # The collector stays on while the layers download (`plan_from_headers` pauses it
+        # only while it applies a layer): a download may take minutes, and in the gateway
+        # other pulls and requests share the process.
+        with ThreadPoolExecutor(workers, thread_name_prefix="layer") as pool:
             futures = {layer.digest: pool.submit(self._headers, layer) for layer in unique}
             for future in futures.values():
                 future.add_done_callback(lambda _: self._on_done())

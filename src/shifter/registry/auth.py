@@ -26,8 +26,11 @@ EXPIRY_MARGIN_S = 5.0  # renew a little early so a token does not expire in flig
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _OWS = re.compile(r"[ \t]*")
-_QUOTED_PAIR_OK = re.compile(r"[\t\x20-\x7e\x80-\U0010ffff]")
-_QDTEXT = re.compile(r"[\t \x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]+")
+# RFC 9110's quoted-pair (HTAB, SP, VCHAR, obs-text) and qdtext (the same without `"` and
+# `\`), written as what they exclude: the class up to U+10FFFF took 20 ms to compile, at
+# every start of `shifter-imagegw`.
+_QUOTED_PAIR_OK = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]")
+_QDTEXT = re.compile(r'[^\x00-\x08\x0a-\x1f"\\\x7f]+')
 _REPOSITORY_PATH = re.compile(r"^/v2/(.+)/(?:manifests|blobs|tags)/")
 
 

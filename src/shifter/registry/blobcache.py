@@ -12,6 +12,10 @@ its partial file: two processes (or two threads: each opens its own descriptor, 
 locks belong to open file descriptions) never write the same partial, and the second one
 finds the blob complete once it gets the lock. flock is released by the kernel when a
 process dies, so a killed pull leaves no stale lock, only a partial file to resume from.
+
+Such a partial file is worth keeping for a while (the same image is often pulled again
+soon), not for ever: opening the cache removes partial files nobody holds the lock of and
+nobody wrote to for `STALE_PARTIAL_S`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import errno
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -31,6 +36,7 @@ from shifter.registry.manifest import Descriptor, check_digest
 log = logging.getLogger(__name__)
 
 CACHE_HINT = "free space there, or choose another cache directory (CacheDirectory, --cache)"
+STALE_PARTIAL_S = 24 * 3600.0  # an interrupted download is resumed within a day, or removed
 
 
 def _cache_error(what: str, path: Path, exc: OSError) -> BlobCacheError:
@@ -59,7 +65,8 @@ class BlobCache:
         self.locks = self.root / "locks"
 
     def prepare(self) -> BlobCache:
-        """Create the directories; BlobCacheError when the root cannot be used."""
+        """Create the directories and remove stale partial files (`reap_partials`);
+        BlobCacheError when the root cannot be used."""
         for directory in (self.blobs, self.partials, self.locks):
             try:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -67,7 +74,49 @@ class BlobCache:
                 raise _cache_error("create directories", self.root, exc) from exc
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise BlobCacheError(f"the layer cache {self.root} is not writable", hint=CACHE_HINT)
+        self.reap_partials(STALE_PARTIAL_S)
         return self
+
+    def reap_partials(self, stale_after_s: float) -> list[str]:
+        """Remove the partial files last written more than `stale_after_s` ago whose lock
+        nobody holds (a pull killed mid-download, never resumed); their hex digests.
+
+        A partial file whose lock is held is being downloaded, whatever its age; its age is
+        checked again under the lock, since a pull may have resumed it meanwhile. Failures
+        are logged, never raised: a pull must not fail over another pull's leftovers.
+        """
+        removed: list[str] = []
+        try:
+            with os.scandir(self.partials) as entries:
+                candidates = [
+                    entry.name
+                    for entry in entries
+                    if _is_hex_digest(entry.name)  # anything else is not ours to remove
+                    and entry.is_file(follow_symlinks=False)
+                    and self._stale(entry.path, stale_after_s)
+                ]
+        except OSError as exc:
+            log.warning("cannot list %s: %s", self.partials, exc.strerror or exc)
+            return removed
+        for hex_digest in candidates:
+            try:
+                with self._locked(hex_digest, wait=False) as held:
+                    partial = self.partials / hex_digest
+                    if held and self._stale(partial, stale_after_s):
+                        size = partial.stat().st_size
+                        partial.unlink()
+                        removed.append(hex_digest)
+                        log.info("removed a stale partial download %s (%d bytes)", partial, size)
+            except (OSError, BlobCacheError) as exc:
+                log.warning("cannot remove the stale partial download %s: %s", hex_digest, exc)
+        return removed
+
+    @staticmethod
+    def _stale(path: str | os.PathLike[str], stale_after_s: float) -> bool:
+        try:
+            return os.stat(path, follow_symlinks=False).st_mtime < time.time() - stale_after_s
+        except FileNotFoundError:
+            return False  # finished (renamed into sha256/) or reaped by someone else
 
     def path(self, digest: str) -> Path:
         return self.blobs / check_digest(digest, "layer cache").split(":", 1)[1]
@@ -138,7 +187,8 @@ class BlobCache:
             raise
 
     @contextlib.contextmanager
-    def _locked(self, hex_digest: str) -> Iterator[None]:
+    def _locked(self, hex_digest: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the digest's lock; without `wait`, yields False at once if another holds it."""
         lock_path = self.locks / hex_digest
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -148,11 +198,18 @@ class BlobCache:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                if not wait:
+                    yield False
+                    return
                 log.info("waiting for another pull to finish downloading sha256:%s", hex_digest)
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            yield True
         finally:
             os.close(fd)  # closing the last descriptor releases the lock
+
+
+def _is_hex_digest(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
 def _discard(file: BinaryIO, partial: Path) -> None:

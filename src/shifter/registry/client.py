@@ -49,6 +49,7 @@ from shifter.registry.retry import (
     retry_after,
     transport_reason,
 )
+from shifter.registry.truststore import default_context
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def tls_context(ca_file: str | os.PathLike[str] | None) -> ssl.SSLContext:
     """Verification against the system CA store, plus `ca_file` (a Location's sslcacert)
     when given: added to the store as Docker does, not instead of it, so a blob redirected
     to object storage with a public certificate still verifies."""
-    context = ssl.create_default_context()
+    context = default_context()
     if ca_file is None:
         return context
     try:
