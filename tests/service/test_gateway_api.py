@@ -257,6 +257,29 @@ def test_prometheus_metrics(client: Any, caller: Caller) -> None:
     assert "shifter_imagegw_jobs{" in text or "# TYPE shifter_imagegw_jobs gauge" in text
 
 
+def test_lookups_and_pulls_are_counted_and_logged_like_other_routes(
+    client: Any, caller: Caller, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lookup and pull skip FastAPI (gateway/hotpath.py) but not the request guard: they get
+    a request id, an access log line and the route's metrics like every other request."""
+    with caplog.at_level("INFO", logger="shifter.gateway.access"):
+        found = client.get(f"/api/lookup/{SYSTEM}/docker/never/pulled:1/",
+                           headers=caller.headers(USER_A))
+        client.post(f"/api/pull/{SYSTEM}/docker/never/pulled:1/", content=b"{not json")
+    assert error_of(found, 404) == "image not found"
+    assert len(found.headers["x-request-id"]) == 12
+    lines = [record.getMessage() for record in caplog.records]
+    assert any(f"path=/api/lookup/{SYSTEM}/docker/never/pulled:1/ status=404 user="
+               f"{USER_A}(" in line and "image=docker:never/pulled:1" in line for line in lines)
+    assert any(f"path=/api/pull/{SYSTEM}/docker/never/pulled:1/ status=401 user=-" in line
+               for line in lines)
+    text = client.get("/metrics").text
+    assert 'shifter_imagegw_requests_total{method="GET",route="/api/lookup/{system}/' \
+        '{imgtype}/{tag:path}/",status="404"} 1.0' in text
+    assert 'shifter_imagegw_requests_total{method="POST",route="/api/pull/{system}/' \
+        '{imgtype}/{tag:path}/",status="401"} 1.0' in text
+
+
 def test_a_large_body_is_refused(client: Any, caller: Caller, repo_name: str) -> None:
     reply = client.post(f"/api/pull/{SYSTEM}/docker/{repo_name}:v1/",
                         headers=caller.headers(USER_A), content=b" " * (65 * 1024))

@@ -23,6 +23,7 @@ from shifter.gateway.credentials import CredentialVault
 from shifter.gateway.failures import BadRequest, Forbidden, NotFound
 from shifter.gateway.lifecycle import Lifecycle, Outcome
 from shifter.gateway.manager import ImageManager
+from shifter.gateway.readycache import ReadyCache
 from shifter.gateway.records import Requester, Status
 from shifter.gateway.settings import ServiceSettings
 from shifter.gateway.store import MetadataStore
@@ -378,3 +379,46 @@ def test_a_job_interrupted_too_often_fails_for_good(gateway: Gateway) -> None:
     assert (failed.status, failed.status_message) == (
         Status.FAILURE,
         "the job was interrupted 2 times (its gateway stopped each time); pull it again")
+
+
+def test_lookups_answer_from_the_cache_and_see_this_process_s_changes_at_once(
+    gateway: Gateway, store_url: str, tmp_path: Path
+) -> None:
+    """A lookup may answer from a READY record read within lookup_cache_s; a change this
+    process writes is seen by the next lookup, one another process writes within the TTL."""
+    record, _ = pull(gateway)
+    gateway.finish(record.pk)
+    fresh, _ = pull(gateway, "alpine:3")
+    gateway.finish(fresh.pk, OTHER_IMAGE)
+    ticks = Clock()
+    gateway.manager.ready_cache = ReadyCache(2.0, clock=ticks)
+    assert gateway.manager.lookup(SYSTEM, "docker", "ubuntu:22.04", ALICE).image_id == IMAGE
+
+    other_store = MetadataStore.open(store_url)  # another gateway process on the same store
+    try:
+        other = ImageManager(gateway.manager.config, other_store, instance_id="gw2",
+                             settings=ServiceSettings(), vault=CredentialVault(),
+                             clock=gateway.clock)
+        assert other.expire(SYSTEM, "docker", "ubuntu:22.04", ADMIN) is True
+    finally:
+        other_store.close()
+    # Within the TTL this process still has the record it read...
+    assert gateway.manager.lookup(SYSTEM, "docker", "ubuntu:22.04", BOB).image_id == IMAGE
+    ticks.advance(2.0)
+    # ...and after it, it reads the store again: the image is on its way out.
+    with pytest.raises(NotFound):
+        gateway.manager.lookup(SYSTEM, "docker", "ubuntu:22.04", ALICE)
+
+    # A change written by this process: seen at once, whatever the TTL.
+    assert gateway.manager.lookup(SYSTEM, "docker", "alpine:3", ALICE).image_id == OTHER_IMAGE
+    assert gateway.manager.expire(SYSTEM, "docker", "alpine:3", ADMIN) is True
+    with pytest.raises(NotFound):
+        gateway.manager.lookup(SYSTEM, "docker", "alpine:3", ALICE)
+
+
+def test_the_cache_still_checks_who_may_read(gateway: Gateway) -> None:
+    record, _ = pull(gateway, "private:1", user_acl=(ALICE.uid,))
+    gateway.finish(record.pk, private=True, users=(ALICE.uid,))
+    assert gateway.manager.lookup(SYSTEM, "docker", "private:1", ALICE).image_id == IMAGE
+    with pytest.raises(NotFound):
+        gateway.manager.lookup(SYSTEM, "docker", "private:1", BOB)

@@ -3,6 +3,7 @@
     reference -> registry, repository (source.resolve_source)
     GET manifest (index -> the wanted platform's manifest)    id = sha256(manifest bytes)
     <id>.<fmt> and <id>.meta already there? -> done (meta rewritten only if ACLs changed)
+    the caller's `reuse(id)` says it has <id>.<fmt> elsewhere? -> config, sidecar, meta: done
     config blob, layer blobs -> shared BlobCache (concurrently, each verified), each
         layer's headers read as it arrives and planned in order (engine.layerplan)
     convert.build_image -> <id>.<fmt>      (atomic)
@@ -85,11 +86,18 @@ class PullOptions:
     retry: RetryPolicy | None = None
     progress: PullProgress = field(default_factory=SilentProgress)
     environ: Mapping[str, str] | None = None  # proxies; None: os.environ
+    # Asked with the image id once the manifest is resolved, before any layer is fetched,
+    # when the destination does not hold the image: True when the caller already has
+    # `<id>.<fmt>` where it is needed (the gateway: published in imageDir). Then only the
+    # config is fetched, `.meta` and the sidecar are written, and nothing is converted.
+    reuse: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True)
 class PulledImage:
-    """What a pull produced (or found already there, `reused`)."""
+    """What a pull produced (or found already there, `reused`). With `image_elsewhere`
+    the `reuse` hook said the caller has the image: only `.meta` and the sidecar were
+    written and `image_path` does not exist."""
 
     id: str
     image_path: Path
@@ -101,6 +109,7 @@ class PulledImage:
     reference: str
     reused: bool
     warnings: tuple[str, ...] = ()
+    image_elsewhere: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,6 +217,8 @@ class _Pull:
 
     def run(self, user_acl: tuple[int, ...], group_acl: tuple[int, ...]) -> PulledImage:
         reusable = self.image_path.is_file() and self.meta_path.is_file()
+        hook = self.options.reuse
+        elsewhere = not reusable and hook is not None and hook(self.id)
         config = self._config()
         meta_text, warnings = format_meta(
             self.options.image_format,
@@ -234,6 +245,11 @@ class _Pull:
                 except OSError as exc:
                     raise output_error(path, exc) from exc
             return self._result(reused=True, warnings=warnings)
+        if elsewhere:
+            log.info("%s is unchanged: the caller already has image %s", self.what, self.id)
+            self._write_sidecar(config, None, warnings)
+            write_atomically(self.meta_path, meta_text.encode(), self.options.mode)
+            return self._result(reused=True, warnings=warnings, elsewhere=True)
         planner = LayerPlanner(
             self.resolved.manifest.layers,
             self._fetch,
@@ -260,7 +276,9 @@ class _Pull:
         write_atomically(self.meta_path, meta_text.encode(), self.options.mode)
         return self._result(reused=False, warnings=warnings)
 
-    def _result(self, *, reused: bool, warnings: tuple[str, ...]) -> PulledImage:
+    def _result(
+        self, *, reused: bool, warnings: tuple[str, ...], elsewhere: bool = False
+    ) -> PulledImage:
         return PulledImage(
             id=self.id,
             image_path=self.image_path,
@@ -272,6 +290,7 @@ class _Pull:
             reference=self.resolved.source.reference,
             reused=reused,
             warnings=warnings,
+            image_elsewhere=elsewhere,
         )
 
     def _config(self) -> ImageConfig:

@@ -14,8 +14,9 @@
 The tag is a path parameter: the server percent-decodes the URL before routing, so the C
 client's `org%2Frepo%3Atag` arrives as `org/repo:tag`. Blocking work (the munge decoding,
 the store) never runs on the event loop: most handlers are plain functions that FastAPI
-runs in its thread pool after the `session` dependency (also run there); lookup and pull,
-the hot paths, authenticate and answer in a single thread-pool call. Every JSON reply has
+runs in its thread pool after the `session` dependency (also run there). Lookup and pull
+are answered by `hotpath.HotRoutes` before FastAPI sees them; their routes here answer the
+same way (`replies`) and describe them in the OpenAPI pages. Every JSON reply has
 `Content-Type: application/json` (no charset) and a Content-Length, which the C client
 requires.
 """
@@ -29,10 +30,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from shifter.gateway import replies
 from shifter.gateway.authn import HEADER, Session
-from shifter.gateway.failures import BadRequest, RequestError
+from shifter.gateway.failures import BadRequest
 from shifter.gateway.metrics import CONTENT_TYPE
-from shifter.gateway.records import parse_id_list, to_response
+from shifter.gateway.records import to_response
 from shifter.gateway.service import GatewayService
 
 TAGGED = "/{system}/{imgtype}/{tag:path}/"
@@ -45,24 +47,13 @@ async def service(request: Request) -> GatewayService:
 Service = Annotated[GatewayService, Depends(service)]
 
 
-def authenticated(request: Request, system: str, gateway: GatewayService) -> Session:
-    """The caller of a request (blocking: munge decodes through munged's socket)."""
-    try:
-        found = gateway.authenticator.authenticate(system, request.headers.get(HEADER))
-    except RequestError as error:
-        # 401/403 messages are a fixed few; anything else (an unknown system) could carry
-        # caller-chosen text into a label, so it is counted by kind.
-        fixed = error.http_status in (401, 403)
-        gateway.metrics.auth_failures.labels(error.message if fixed else type(error).__name__
-                                             ).inc()
-        raise
-    request.state.user = found.requester.describe()
-    return found
-
-
 def session(request: Request, system: str, gateway: Service) -> Session:
     """The authenticated caller (a sync dependency: it runs in the thread pool)."""
-    return authenticated(request, system, gateway)
+    return replies.authenticated(gateway, _state(request), system, request.headers.get(HEADER))
+
+
+def _state(request: Request) -> dict[str, Any]:
+    return request.scope.setdefault("state", {})  # type: ignore[no-any-return]
 
 
 Caller = Annotated[Session, Depends(session)]
@@ -88,7 +79,7 @@ async def optional_json_body(request: Request) -> Any:
 
 
 def _noted(request: Request, imgtype: str, tag: str) -> None:
-    request.state.image = f"{imgtype}:{tag}"
+    _state(request)["image"] = f"{imgtype}:{tag}"
 
 
 router = APIRouter()
@@ -109,14 +100,10 @@ def list_images(system: str, caller: Caller, gateway: Service) -> JSONResponse:
 async def lookup(
     request: Request, system: str, imgtype: str, tag: str, gateway: Service
 ) -> JSONResponse:
-
-    def answer() -> dict[str, Any]:
-        caller = authenticated(request, system, gateway)
-        _noted(request, imgtype, tag)
-        record = gateway.manager.lookup(system, imgtype, tag, caller.requester)
-        return to_response(record, caller.requester)
-
-    return JSONResponse(await run_in_threadpool(answer))
+    return JSONResponse(await run_in_threadpool(
+        replies.lookup, gateway, _state(request), system, imgtype, tag,
+        request.headers.get(HEADER),
+    ))
 
 
 @router.post("/api/pull" + TAGGED)
@@ -128,23 +115,10 @@ async def pull(
     gateway: Service,
     body: Annotated[Any, Depends(optional_json_body)],
 ) -> JSONResponse:
-    document = body if isinstance(body, dict) else {}
-
-    def answer() -> dict[str, Any]:
-        caller = authenticated(request, system, gateway)
-        _noted(request, imgtype, tag)
-        try:
-            user_acl = parse_id_list(document.get("allowed_uids"), "allowed_uids")
-            group_acl = parse_id_list(document.get("allowed_gids"), "allowed_gids")
-        except ValueError as error:
-            raise BadRequest(str(error)) from None
-        record, shown = gateway.manager.pull(
-            system, imgtype, tag, caller.requester,
-            user_acl=user_acl, group_acl=group_acl, authorized=caller.authorized,
-        )
-        return to_response(record, caller.requester, status=shown)
-
-    return JSONResponse(await run_in_threadpool(answer))
+    return JSONResponse(await run_in_threadpool(
+        replies.pull, gateway, _state(request), system, imgtype, tag,
+        request.headers.get(HEADER), body,
+    ))
 
 
 @router.post("/api/doimport" + TAGGED)

@@ -21,14 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import json
 import logging
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from http import HTTPStatus
-from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
@@ -41,7 +40,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shifter.errors import ShifterError
 from shifter.gateway.api import router
 from shifter.gateway.config import GatewayConfig, load_gateway_config
-from shifter.gateway.failures import http_status_for
+from shifter.gateway.failures import describe, error_body, http_status_for
+from shifter.gateway.hotpath import HotRoutes
 from shifter.gateway.service import GatewayService
 from shifter.gateway.settings import ServiceSettings
 
@@ -61,16 +61,6 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = REQUEST_ID.get()
         return True
-
-
-def error_body(status: int, error: str, url: str) -> dict[str, Any]:
-    """The original's error document."""
-    return {"status": status, "error": error, "message": f"{HTTPStatus(status).phrase}: {url}"}
-
-
-def _describe(error: ShifterError) -> str:
-    text = " ".join(str(error).split())
-    return f"{text} (hint: {error.hint})" if error.hint else text
 
 
 class RequestGuard:
@@ -189,7 +179,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         status = http_status_for(error)
         if status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, error)
-        return reply(request, status, _describe(error))
+        return reply(request, status, describe(error))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -215,7 +205,7 @@ def create_app(
     *,
     settings: ServiceSettings | None = None,
     worker_threads: int | None = None,
-) -> FastAPI:
+) -> ASGIApp:
     """The gateway app; its service starts with the app's lifespan (once per process)."""
     settings = settings or ServiceSettings()
 
@@ -226,6 +216,10 @@ def create_app(
         # Request threads beyond a few only contend for the GIL and the store's pool.
         anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         app.state.service = service
+        # What start-up made lives as long as the process: out of the collector's sight, the
+        # full collections that requests trigger now and then stay short (latency tail).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -239,11 +233,11 @@ def create_app(
     )
     app.include_router(router)
     _install_error_handlers(app)
-    app.add_middleware(RequestGuard, settings=settings)
-    return app
+    # Outside FastAPI, so that lookups and pulls skip its middleware as well as its routing.
+    return RequestGuard(HotRoutes(app), settings=settings)
 
 
-def create_app_from_env() -> FastAPI:
+def create_app_from_env() -> ASGIApp:
     """The app from the config in GWCONFIG (or /etc/shifter/imagemanager.json) and
     SHIFTER_IMAGEGW_* settings: the factory for uvicorn --factory and gunicorn."""
     config = load_gateway_config()

@@ -7,6 +7,9 @@ mapped by `http_status_for`.
 
 from __future__ import annotations
 
+from http import HTTPStatus
+from typing import Any
+
 from shifter.errors import ConfigError, ImageReferenceError, PermissionDeniedError, ShifterError
 
 
@@ -47,3 +50,14 @@ def http_status_for(error: ShifterError) -> int:
     if isinstance(error, ConfigError):
         return 400  # an unknown system or location named in the request
     return 500
+
+
+def error_body(status: int, error: str, url: str) -> dict[str, Any]:
+    """The original's error document."""
+    return {"status": status, "error": error, "message": f"{HTTPStatus(status).phrase}: {url}"}
+
+
+def describe(error: ShifterError) -> str:
+    """An error's text for a reply: one line, with its hint."""
+    text = " ".join(str(error).split())
+    return f"{text} (hint: {error.hint})" if error.hint else text

@@ -6,6 +6,10 @@ is completed once. Completing a pull follows the original (contract §2.2, "Comp
 a pull of an image already READY on the system under another tag or ACL is folded into
 that record (its tags and ACLs updated, the pull record deleted); otherwise the pull record
 itself becomes READY. The tag then points at that image only.
+
+A pull whose image is already READY on the system in the same format and with the same
+access is not converted again (`keeps_files`): the worker publishes only its `.meta`, and
+`complete` checks in its transaction that the READY record still vouches for the files.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sqlalchemy import Connection
 
 from shifter.gateway import store_images as images
 from shifter.gateway import store_jobs as jobs
+from shifter.gateway.access import ImageAccess
 from shifter.gateway.config import GatewayConfig
 from shifter.gateway.records import ImageRecord, Requester, Status
 from shifter.gateway.store import MetadataStore
@@ -48,6 +53,13 @@ class Outcome:
     entry: Any = None
     workdir: str | None = None
     labels: Mapping[str, str] | None = field(default=None, hash=False)
+    # No image file was published: the READY record of this image vouches for the one in
+    # imageDir (`keeps_files`), which `complete` checks again.
+    reused: bool = False
+
+    @property
+    def access(self) -> ImageAccess:
+        return ImageAccess(self.private, self.user_acl, self.group_acl)
 
 
 class Lifecycle:
@@ -149,6 +161,11 @@ class Lifecycle:
             expiration = now + self.config.image_expiration_timeout.total_seconds()
             existing = images.ready_by_image_id(conn, job.system, pulled.itype,
                                                 outcome.image_id, exclude=pulled.pk)
+            image_format = pulled.format or self.config.default_image_format
+            if outcome.reused and not keeps_files(existing, image_format, outcome.access):
+                # Expired, or re-published with other ACLs, since the worker decided: the
+                # image file may be gone or readable by others. The retry decides again.
+                raise Deferred(f"image {outcome.image_id} changed while it was re-pulled")
             values = {"last_pull": now, "last_heartbeat": now, "expiration": expiration,
                       "private": outcome.private, "user_acl": outcome.user_acl,
                       "group_acl": outcome.group_acl}
@@ -191,6 +208,24 @@ class Lifecycle:
         with self.store.reading() as conn:
             return images.ready_by_image_id(conn, job.system, itype, image_id,
                                             exclude=job.image_pk)
+
+
+def record_access(record: ImageRecord) -> ImageAccess:
+    """Who may read a READY record's files in imageDir (the transfer applied it)."""
+    return ImageAccess(bool(record.private), record.user_acl, record.group_acl)
+
+
+def keeps_files(existing: ImageRecord | None, image_format: str, access: ImageAccess) -> bool:
+    """Whether a pull of the image of READY record `existing` may keep the files already
+    published for it instead of converting: the record being READY means its image file
+    was published (on a remote platform too), in its format and with its access; this
+    pull needs the same format and the same access (mode and ACL of the image file)."""
+    return (
+        existing is not None
+        and existing.status is Status.READY
+        and existing.format == image_format
+        and record_access(existing) == access
+    )
 
 
 def _list(values: Sequence[str] | None) -> list[str] | None:

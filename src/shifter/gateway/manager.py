@@ -32,6 +32,7 @@ from shifter.gateway.credentials import CredentialVault, RegistryCredentials, cr
 from shifter.gateway.failures import BadRequest, Forbidden, NotFound
 from shifter.gateway.imports import open_for_user
 from shifter.gateway.manager_admin import AdminRequests
+from shifter.gateway.readycache import ReadyCache
 from shifter.gateway.records import IN_FLIGHT, ImageRecord, Requester, Status
 from shifter.gateway.settings import ServiceSettings
 from shifter.gateway.store import MetadataStore
@@ -72,6 +73,7 @@ class ImageManager(AdminRequests):
         self.clock = clock
         self.on_new_job = on_new_job
         self.usage = UsageLog(store)
+        self.ready_cache = ReadyCache(settings.lookup_cache_s)
 
     # -- names ---------------------------------------------------------------------------
 
@@ -109,8 +111,7 @@ class ImageManager(AdminRequests):
         the stored one is more than EXPIRATION_STEP_S behind, and metrics rows in batches."""
         self.platform(system)
         tag = self.normal_tag(itype, tag, ("docker", "custom"))
-        with self.store.reading() as conn:
-            found = images.ready_by_tag(conn, system, itype, tag)
+        found = self._ready(system, itype, tag)
         if found is None or not found.readable_by(who):
             raise NotFound("image not found")
         now = self.clock()
@@ -120,6 +121,18 @@ class ImageManager(AdminRequests):
         if self.config.metrics:
             self.usage.add(user=who.user, uid=who.uid, system=system, type=itype, tag=tag,
                            image_id=found.image_id, time=now)
+        return found
+
+    def _ready(self, system: str, itype: str, tag: str) -> ImageRecord | None:
+        """The READY record of a tag, from the cache when it is fresh (`readycache`)."""
+        key = (system, itype, tag)
+        generation = self.store.generation  # before reading: a change meanwhile drops it
+        found = self.ready_cache.get(key, generation)
+        if found is None:
+            with self.store.reading() as conn:
+                found = images.ready_by_tag(conn, system, itype, tag)
+            if found is not None:
+                self.ready_cache.put(key, found, generation)
         return found
 
     def list(self, system: str, who: Requester) -> list[ImageRecord]:

@@ -43,6 +43,14 @@ class ServiceSettings:
     import_max_bytes: int = 256 << 30
     # Finished jobs are kept this long for the record, then deleted.
     job_retention_s: float = 7 * 24 * 3600.0
+    # A lookup may answer from the READY record this process read up to this long ago
+    # (0: always read the store). Any change this process writes is seen at once; one
+    # written by another gateway process, within this time. A job of a thousand nodes
+    # looks its image up a thousand times within a second or two.
+    lookup_cache_s: float = 2.0
+
+    # Settings where 0 turns a feature off rather than being a mistake.
+    may_be_zero = frozenset({"lookup_cache_s"})
 
     @property
     def heartbeat_s(self) -> float:
@@ -63,7 +71,7 @@ class ServiceSettings:
                 raise ConfigError(
                     f"must be a number, not {text!r}", key=name, hint="unset it for the default"
                 ) from None
-            if value <= 0:
+            if value < 0 or (value == 0 and spec.name not in cls.may_be_zero):
                 raise ConfigError(f"must be positive, not {text!r}", key=name)
             values[spec.name] = value
         return cls(**values)  # type: ignore[arg-type]

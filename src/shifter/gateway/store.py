@@ -5,7 +5,8 @@ Every change runs in `write(action)`: one transaction, retried when it lost a ra
 another gateway (a unique key taken meanwhile, a busy SQLite file, a PostgreSQL
 serialisation failure), so `action` must only touch the database. Queries live in
 `store_images` and `store_jobs` as functions of a connection, so the manager can combine
-several in one transaction.
+several in one transaction. `generation` changes whenever this process commits a change to
+the image records, so what it read before can be known out of date (`readycache`).
 
 SQLite is the default: one file shared by every gateway process on the host, in WAL mode
 (readers never wait for the writer) with a busy timeout. Write transactions start with
@@ -17,6 +18,7 @@ error rather than a wait.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import random
@@ -38,6 +40,7 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 30.0
 WRITE_ATTEMPTS = 6
+POOL_SIZE = 16
 _READ_ONLY = "shifter_read_only"
 # PostgreSQL SQLSTATEs worth a retry: serialization_failure, deadlock_detected.
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
@@ -61,6 +64,10 @@ class MetadataStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._writes = itertools.count(1)
+        # Changes when this process commits a change to the records: what it read before
+        # (the lookup cache) is then out of date.
+        self.generation = 0
 
     @classmethod
     def open(cls, url: str) -> MetadataStore:
@@ -100,12 +107,19 @@ class MetadataStore:
         except DBAPIError as error:
             raise StoreError(f"metadata store query failed: {_reason(error)}") from error
 
-    def write(self, action: Callable[[Connection], T], *, attempts: int = WRITE_ATTEMPTS) -> T:
-        """Run `action(conn)` in one write transaction, retrying lost races."""
+    def write(
+        self, action: Callable[[Connection], T], *, attempts: int = WRITE_ATTEMPTS,
+        changes_records: bool = True,
+    ) -> T:
+        """Run `action(conn)` in one write transaction, retrying lost races. Say
+        `changes_records=False` for one that writes only usage rows."""
         for attempt in range(1, attempts + 1):
             try:
                 with self.engine.begin() as conn:
-                    return action(conn)
+                    result = action(conn)
+                if changes_records:
+                    self.generation = next(self._writes)  # atomic, unlike `+= 1`
+                return result
             except DBAPIError as error:
                 if attempt == attempts or not _retryable(error):
                     raise StoreError(f"metadata store update failed: {_reason(error)}") from error
@@ -126,7 +140,8 @@ def _make_engine(url: str) -> Engine:
         return _sqlite_engine(url, parsed.database)
     if parsed.get_backend_name() == "postgresql":
         # pre_ping: a PostgreSQL restart must not fail the first request after it.
-        return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE,
+                             max_overflow=POOL_SIZE)
     raise StoreError(f"unsupported metadata store {parsed.get_backend_name()!r}")
 
 
@@ -143,8 +158,11 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         raise StoreError(
             f"cannot create the metadata store directory {directory}: {error.strerror}"
         ) from error
+    # A pool as large as the threads that use it (requests, workers, the usage log): with
+    # fewer, every request beyond the pool opened and set up a connection of its own.
     engine = create_engine(
-        url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+        url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
+        pool_size=POOL_SIZE, max_overflow=POOL_SIZE,
     )
 
     @event.listens_for(engine, "connect")

@@ -44,7 +44,8 @@ class UsageLog:
             if not rows:
                 return
             try:
-                self.store.write(lambda conn: images.add_metrics(conn, rows))
+                self.store.write(lambda conn: images.add_metrics(conn, rows),
+                                 changes_records=False)
             except StoreError as error:
                 log.warning("dropped %d usage metrics row(s): %s", len(rows), error)
 

@@ -3,7 +3,9 @@
 Pull: resolve the location, decide whether the image is private (contract §3.1: pulling it
 needed credentials; checked with one anonymous manifest request when the pull has both
 credentials and ACLs), pull and convert into a job directory in ExpandDirectory, publish
-the image, sidecar and `.meta` to the platform's imageDir, then mark the record READY.
+the image, sidecar and `.meta` to the platform's imageDir, then mark the record READY. An
+image already READY there in the same format and with the same access (`ReuseCheck`) is
+not converted again: only its `.meta` (and a missing sidecar) is published.
 Import: copy the checked file into the job directory, hash it, write its `.meta`, publish.
 Expire: remove the files (unless another record still uses them), then the record.
 
@@ -15,6 +17,7 @@ the client sees the registry's reason. A job directory is named after the claim
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -24,6 +27,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from shifter.engine.files import write_atomically
@@ -35,9 +39,9 @@ from shifter.gateway.access import ImageAccess
 from shifter.gateway.config import GatewayConfig
 from shifter.gateway.credentials import CredentialVault, RegistryCredentials
 from shifter.gateway.imports import check_squashfs, copy_into, fasthash, open_for_user
-from shifter.gateway.lifecycle import Lifecycle, Outcome, final_acls
+from shifter.gateway.lifecycle import Deferred, Lifecycle, Outcome, final_acls, keeps_files
 from shifter.gateway.manager import requester_from_params
-from shifter.gateway.records import Status
+from shifter.gateway.records import ImageRecord, Status
 from shifter.gateway.settings import ServiceSettings
 from shifter.gateway.store import MetadataStore
 from shifter.gateway.store_jobs import Job
@@ -108,6 +112,36 @@ class StatusProgress:
             message = (f"Pulling layers: {self._layers_done} of {self._layers} done, "
                        f"{self._done >> 20} of {self._total >> 20} MiB")
         self.lifecycle.progress(self.job, Status.PULLING, message)
+
+
+@dataclass
+class ReuseCheck:
+    """The engine's `reuse` hook of one pull: the image file published for this id stays
+    when a READY record vouches for it (`keeps_files`: same format, same access; other
+    ACLs mean converting again, a file's mode and ACL are never changed in place) and it
+    is really there (a site may have deleted it by hand)."""
+
+    lifecycle: Lifecycle
+    transfer: ImageTransfer
+    job: Job
+    image_format: str
+    acls_after: Callable[[ImageRecord | None], tuple[tuple[int, ...], tuple[int, ...], bool]]
+    sidecar_missing: bool = False
+
+    def __call__(self, image_id: str) -> bool:
+        job = self.job
+        existing = self.lifecycle.ready_image(job, image_id, str(job.params["itype"]))
+        users, groups, private = self.acls_after(existing)
+        if not keeps_files(existing, self.image_format, ImageAccess(private, users, groups)):
+            return False
+        if not self.transfer.exists(f"{image_id}.{self.image_format}"):
+            log.warning("job %s: image %s is READY on %s but its file is missing; converting "
+                        "it again", job.pk, image_id, job.system)
+            return False
+        self.sidecar_missing = not self.transfer.exists(f"{image_id}.json")
+        self.lifecycle.progress(job, Status.PULLING,
+                                f"Image unchanged: {image_id} is already on {job.system}")
+        return True
 
 
 class JobRunner:
@@ -186,6 +220,11 @@ class JobRunner:
         credentials, private = self._registry_access(job, source, bool(user_acl or group_acl))
         record = self.lifecycle.record(job)
         image_format = (record.format if record else None) or self.config.default_image_format
+        acls_after = functools.partial(  # of the image once this pull is READY
+            final_acls, private=private, user_acl=user_acl, group_acl=group_acl,
+            requester=requester_from_params(params["requester"]))
+        transfer = self.transfers(job.system)
+        reuse = ReuseCheck(self.lifecycle, transfer, job, image_format, acls_after)
         options = PullOptions(
             cache_dir=Path(self.config.cache_directory),
             platform=self.config.default_platform,
@@ -198,6 +237,7 @@ class JobRunner:
             layer_concurrency=self.config.layer_download_concurrency,
             work_dir=work,
             progress=StatusProgress(self.lifecycle, job, cancel),
+            reuse=reuse,
         )
         written = (user_acl, group_acl) if private else ((), ())
         pulled = pull_and_convert(tag, work, options=options,
@@ -205,24 +245,29 @@ class JobRunner:
         if cancel.is_set():
             raise JobCancelled(f"job {job.pk} cancelled")
         existing = self.lifecycle.ready_image(job, pulled.id, itype)
-        users, groups, private = final_acls(existing, private, user_acl, group_acl,
-                                            requester_from_params(params["requester"]))
+        users, groups, private = acls_after(existing)
         document = json.loads(pulled.sidecar_path.read_text())
         if (users, groups) != written:
             _rewrite_meta(pulled, document, users, groups)
         self.lifecycle.check_not_expiring(job, job.system, pulled.id)
-        self.lifecycle.progress(job, Status.TRANSFER, "Transferring image")
-        self.transfers(job.system).publish(
-            [pulled.image_path, pulled.sidecar_path, pulled.meta_path],
-            access=ImageAccess(private, users, groups),
-        )
+        reused = pulled.image_elsewhere
+        access = ImageAccess(private, users, groups)
+        if reused and not keeps_files(existing, image_format, access):  # changed meanwhile
+            raise Deferred(f"image {pulled.id} changed while it was re-pulled")
+        files = [pulled.image_path, pulled.sidecar_path, pulled.meta_path]
+        if reused:  # the sidecar stays too (it describes the conversion), unless missing
+            files = files[1 if reuse.sidecar_missing else 2:]
+        self.lifecycle.progress(job, Status.TRANSFER, "Image unchanged: updating its metadata"
+                                if reused else "Transferring image")
+        transfer.publish(files, access=access)
         remove_tree(work)  # before READY: a client seeing READY sees nothing left behind
         done = self.lifecycle.complete(job, Outcome(
             image_id=pulled.id, private=private, user_acl=users, group_acl=groups,
             env=tuple(document.get("env") or ()), entry=document.get("entrypoint"),
-            workdir=document.get("workdir"), labels=document.get("labels"),
+            workdir=document.get("workdir"), labels=document.get("labels"), reused=reused,
         ))
-        log.info("pull of %s:%s on %s is READY as %s", itype, tag, job.system, done.image_id)
+        log.info("pull of %s:%s on %s is READY as %s%s", itype, tag, job.system,
+                 done.image_id, " (unchanged, not converted again)" if reused else "")
 
     def _registry_access(
         self, job: Job, source: ImageSource, restricted: bool

@@ -98,7 +98,8 @@ class WorkerPool:
         if stuck:
             log.warning("threads still busy at shutdown (their leases will expire): %s", stuck)
         try:
-            self.store.write(lambda conn: jobs.leave(conn, self.instance_id))
+            self.store.write(lambda conn: jobs.leave(conn, self.instance_id),
+                             changes_records=False)
         except StoreError as error:
             log.warning("could not deregister from the metadata store: %s", error)
 
@@ -111,9 +112,10 @@ class WorkerPool:
     def reap(self) -> None:
         """Jobs whose lease ran out go back to the queue; their job directories go."""
         now = self.clock()
-        requeued = self.store.write(lambda conn: jobs.requeue_expired(conn, now=now))
+        requeued = self.store.write(lambda conn: jobs.requeue_expired(conn, now=now),
+                                    changes_records=False)
         self.store.write(lambda conn: jobs.forget_old(
-            conn, now=now, retention_s=self.settings.job_retention_s))
+            conn, now=now, retention_s=self.settings.job_retention_s), changes_records=False)
         removed = reap_job_dirs(self.expand_directory, held_checker(self.store))
         if requeued or removed:
             log.info("reaped %d expired lease(s) and %d job directory(ies)", requeued, removed)
@@ -126,7 +128,8 @@ class WorkerPool:
                 generation = self._generation
             try:
                 job = self.store.write(lambda conn: jobs.claim_next(
-                    conn, self.instance_id, lease_s=self.settings.lease_s, now=self.clock()))
+                    conn, self.instance_id, lease_s=self.settings.lease_s, now=self.clock()),
+                    changes_records=False)
             except StoreError as error:
                 log.error("cannot claim jobs: %s", error)
                 job = None
@@ -180,12 +183,14 @@ class WorkerPool:
         """Renew this process's liveness and every held lease; cancel lost jobs."""
         now = self.clock()
         self.store.write(lambda conn: jobs.heartbeat(
-            conn, self.instance_id, host=socket.gethostname()[:255], pid=os.getpid(), now=now))
+            conn, self.instance_id, host=socket.gethostname()[:255], pid=os.getpid(), now=now),
+            changes_records=False)
         with self._held_lock:
             held = dict(self._held)
         for pk, (claim, cancel) in held.items():
             kept = self.store.write(lambda conn, pk=pk, claim=claim: jobs.renew(
-                conn, pk, claim, lease_s=self.settings.lease_s, now=self.clock()))
+                conn, pk, claim, lease_s=self.settings.lease_s, now=self.clock()),
+                changes_records=False)
             if not kept:
                 log.warning("job %s: lease lost (taken over by another gateway)", pk)
                 cancel.set()
