@@ -7,6 +7,7 @@ and `Lifecycle` the workers use, so each transition of the original's state mach
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from shifter.gateway import store_jobs as jobs
 from shifter.gateway.config import gateway_config_from_data
 from shifter.gateway.credentials import CredentialVault
 from shifter.gateway.failures import BadRequest, Forbidden, NotFound
-from shifter.gateway.lifecycle import Lifecycle, Outcome
+from shifter.gateway.lifecycle import Deferred, Lifecycle, Outcome
 from shifter.gateway.manager import ImageManager
 from shifter.gateway.readycache import ReadyCache
 from shifter.gateway.records import Requester, Status
@@ -422,3 +423,29 @@ def test_the_cache_still_checks_who_may_read(gateway: Gateway) -> None:
     assert gateway.manager.lookup(SYSTEM, "docker", "private:1", ALICE).image_id == IMAGE
     with pytest.raises(NotFound):
         gateway.manager.lookup(SYSTEM, "docker", "private:1", BOB)
+
+
+def test_a_pull_whose_image_was_expired_while_it_was_published_is_published_again(
+    gateway: Gateway,
+) -> None:
+    """An expiry queued after the pull's last check and finished before its completion may
+    have removed the files the pull just published (they have the same names): the pull
+    must not become READY on them, but retry (and publish again)."""
+    first, _ = pull(gateway, "ubuntu:22.04")
+    gateway.finish(first.pk)
+    second, _ = pull(gateway, "ubuntu:jammy")  # the same image under another tag
+    job = gateway.claim(second.pk)
+    seen = gateway.lifecycle.check_not_expiring(job, SYSTEM, IMAGE)
+    # ...the worker publishes; meanwhile the image is expired, and the expiry runs to its end
+    assert gateway.manager.expire(SYSTEM, "docker", "ubuntu:22.04", ADMIN) is True
+    assert gateway.lifecycle.expired(gateway.claim(first.pk))
+
+    outcome = Outcome(image_id=IMAGE, private=False, user_acl=(), group_acl=())
+    with pytest.raises(Deferred):
+        gateway.lifecycle.complete(job, dataclasses.replace(outcome, expiries_seen=seen))
+    assert gateway.lifecycle.release(job, 0.0)
+    retry = gateway.claim(second.pk)
+    seen_again = gateway.lifecycle.check_not_expiring(retry, SYSTEM, IMAGE)
+    done = gateway.lifecycle.complete(retry, dataclasses.replace(outcome,
+                                                                 expiries_seen=seen_again))
+    assert (done.status, done.image_id, done.tags) == (Status.READY, IMAGE, ("ubuntu:jammy",))

@@ -56,6 +56,9 @@ class Outcome:
     # No image file was published: the READY record of this image vouches for the one in
     # imageDir (`keeps_files`), which `complete` checks again.
     reused: bool = False
+    # The image's finished expiries when publishing began (`check_not_expiring`); None:
+    # not checked.
+    expiries_seen: frozenset[int] | None = None
 
     @property
     def access(self) -> ImageAccess:
@@ -133,13 +136,15 @@ class Lifecycle:
 
         return self.store.write(change)
 
-    def check_not_expiring(self, job: Job, system: str, image_id: str) -> None:
+    def check_not_expiring(self, job: Job, system: str, image_id: str) -> frozenset[int]:
         """Deferred while an expiry of this image is removing its files, so a new copy is
-        not published just before the expiry deletes it."""
+        not published just before the expiry deletes it. Returns the expiries of the image
+        already finished, for `Outcome.expiries_seen`."""
         with self.store.reading() as conn:
             for record in images.with_status(conn, system, [Status.EXPIRING]):
                 if record.image_id == image_id and record.pk != job.image_pk:
                     raise Deferred(f"image {image_id} is being expired")
+            return jobs.finished_expiries(conn, system, image_id)
 
     def complete(self, job: Job, outcome: Outcome) -> ImageRecord:
         """READY: fold into an existing record of the same image or promote the pull record.
@@ -155,6 +160,12 @@ class Lifecycle:
             for record in images.with_status(conn, job.system, [Status.EXPIRING]):
                 if record.image_id == outcome.image_id:
                     raise Deferred(f"image {outcome.image_id} is being expired")
+            if outcome.expiries_seen is not None and not jobs.finished_expiries(
+                conn, job.system, outcome.image_id
+            ) <= outcome.expiries_seen:
+                # An expiry queued after the check before publishing, and finished since:
+                # it may have removed the files just published. The retry publishes again.
+                raise Deferred(f"image {outcome.image_id} was expired while it was published")
             if not jobs.finish(conn, job.pk, job.claim, instance=self.instance_id,
                                outcome=f"ready: {outcome.image_id}", now=now):
                 raise ClaimLost(f"job {job.pk} was taken over")

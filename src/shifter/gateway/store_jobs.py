@@ -196,6 +196,17 @@ def job(conn: Connection, pk: int) -> Job | None:
     return _job(row) if row is not None else None
 
 
+def finished_expiries(conn: Connection, system: str, image_id: str) -> frozenset[int]:
+    """The finished expire jobs of an image on a system (kept for `job_retention_s`)."""
+    # params is JSON written with sort_keys and the default separators (`add_job`).
+    marker = f'"image_id": {json.dumps(image_id)}'
+    query = select(jobs.c.pk).where(
+        jobs.c.kind == "expire", jobs.c.system == system, jobs.c.state == DONE,
+        jobs.c.params.contains(marker, autoescape=True),
+    )
+    return frozenset(conn.execute(query).scalars())
+
+
 def job_rows(conn: Connection, *conditions: Any) -> list[dict[str, Any]]:
     """Every column of the matching jobs (tests and admin tools look at claims and outcomes)."""
     query = select(jobs).where(*conditions).order_by(jobs.c.pk)

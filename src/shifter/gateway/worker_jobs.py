@@ -249,7 +249,7 @@ class JobRunner:
         document = json.loads(pulled.sidecar_path.read_text())
         if (users, groups) != written:
             _rewrite_meta(pulled, document, users, groups)
-        self.lifecycle.check_not_expiring(job, job.system, pulled.id)
+        expiries = self.lifecycle.check_not_expiring(job, job.system, pulled.id)
         reused = pulled.image_elsewhere
         access = ImageAccess(private, users, groups)
         if reused and not keeps_files(existing, image_format, access):  # changed meanwhile
@@ -265,6 +265,7 @@ class JobRunner:
             image_id=pulled.id, private=private, user_acl=users, group_acl=groups,
             env=tuple(document.get("env") or ()), entry=document.get("entrypoint"),
             workdir=document.get("workdir"), labels=document.get("labels"), reused=reused,
+            expiries_seen=expiries,
         ))
         log.info("pull of %s:%s on %s is READY as %s%s", itype, tag, job.system,
                  done.image_id, " (unchanged, not converted again)" if reused else "")
@@ -315,12 +316,12 @@ class JobRunner:
         meta = work / f"{image_id}.meta"
         text, _ = format_meta(str(params["format"]))
         write_atomically(meta, text.encode())
-        self.lifecycle.check_not_expiring(job, job.system, image_id)
+        expiries = self.lifecycle.check_not_expiring(job, job.system, image_id)
         self.lifecycle.progress(job, Status.TRANSFER, "TRANSFER")
         self.transfers(job.system).publish([image, meta], access=ImageAccess.PUBLIC)
         remove_tree(work)
         self.lifecycle.complete(job, Outcome(image_id=image_id, private=False, user_acl=(),
-                                             group_acl=()))
+                                             group_acl=(), expiries_seen=expiries))
         log.info("import of %s on %s is READY as %s", params["tag"], job.system, image_id)
 
     # -- expire --------------------------------------------------------------------------
