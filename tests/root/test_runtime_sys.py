@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from shifter.sys.libc import SyscallError
-from shifter.sys.mount import MountFlag, mount, umount
+from shifter.sys.mount import MountFlag, add_restrictions, mount, umount
 from shifter.sys.root import chroot
 from tests.services.runtime_fixtures import TEST_USER, gid_of, uid_of
 
@@ -62,6 +62,53 @@ def test_bind_keeps_locked_flags_and_adds_restrictions(tmp_path: Path) -> None:
         print(kept_flags("{tmp_path}/dst").name)
     """)
     assert set(out.strip().split("|")) == {"RDONLY", "NOSUID", "NODEV", "NOEXEC", "NOATIME"}
+
+
+@pytest.mark.parametrize("way", ["mount_setattr", "remounts"])
+def test_a_recursive_bind_restricts_every_mount_it_brings(tmp_path: Path, way: str) -> None:
+    # In a user namespace (the mounts made before it are locked, as the host's are for
+    # `shifter`): a tree with a submount is bound whole, and every mount of the copy gets
+    # the restrictions; "remounts" is the way for kernels without mount_setattr.
+    for name in ("src", "dst"):
+        (tmp_path / name).mkdir()
+    out = _child(f"""
+        import os
+        from shifter.runtime.binds import bind, restrict_each, restrictions
+        from shifter.sys.libc import SyscallError
+        from shifter.sys.mount import MountFlag, kept_flags, mount
+        from shifter.sys.namespace import Namespace, enter_user_namespace, unshare
+        unshare(Namespace.NEWNS)
+        mount(None, "/", None, MountFlag.REC | MountFlag.PRIVATE)
+        mount("tmpfs", "{tmp_path}/src", "tmpfs", MountFlag.NOATIME)
+        os.mkdir("{tmp_path}/src/sub")
+        mount("tmpfs", "{tmp_path}/src/sub", "tmpfs", MountFlag(0))
+        enter_user_namespace(0, 0, Namespace.NEWNS)
+        try:
+            mount("{tmp_path}/src", "{tmp_path}/dst", None, MountFlag.BIND)
+        except SyscallError as error:
+            print("plain bind:", error.errno)
+        flags = restrictions(read_only=True)
+        if "{way}" == "mount_setattr":
+            bind("{tmp_path}/src", "{tmp_path}/dst", flags=flags, recursive=True)
+        else:
+            mount("{tmp_path}/src", "{tmp_path}/dst", None, MountFlag.BIND | MountFlag.REC)
+            restrict_each("{tmp_path}/dst", flags)
+        print(kept_flags("{tmp_path}/dst").name)
+        print(kept_flags("{tmp_path}/dst/sub").name)
+        print(kept_flags("{tmp_path}/src/sub").name)
+    """)
+    lines = out.splitlines()
+    assert lines[0] == "plain bind: 22"  # EINVAL: a locked submount would be uncovered
+    assert set(lines[1].split("|")) == {"RDONLY", "NOSUID", "NODEV", "NOATIME"}
+    assert set(lines[2].split("|")) == {"RDONLY", "NOSUID", "NODEV", "RELATIME"}
+    assert lines[3] == "RELATIME"  # the source is untouched
+
+
+def test_add_restrictions_refuses_what_it_cannot_add(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a restriction"):
+        add_restrictions(str(tmp_path), MountFlag.NOSUID | MountFlag.BIND, recursive=True)
+    with pytest.raises(SyscallError, match=r"^mount_setattr\('.*', NOSUID, RECURSIVE\) .*EINVAL"):
+        add_restrictions(str(tmp_path), MountFlag.NOSUID, recursive=True)  # not a mount
 
 
 def test_root_drops_to_the_user_for_good() -> None:

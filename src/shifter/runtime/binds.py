@@ -7,6 +7,12 @@ already has (a user namespace refuses to lift them), then given its propagation.
 whose flags are already what is wanted (image content: the image is mounted nosuid,
 nodev, ro) skips the remount.
 
+A recursive bind brings the source's submounts along, and a remount would restrict only
+the top one: the restrictions are added to every mount of the tree instead
+(mount_setattr with AT_RECURSIVE; before Linux 5.12, each mount of the tree found in
+/proc/self/mountinfo is remounted). A read-only site filesystem is then read-only all
+the way down, and no submount brings back setuid or device files.
+
 Volumes, whose destination a user influences, are made race-free: the source and the
 destination are O_PATH descriptors from the path guard, the bind is made and configured at
 a staging directory only we can reach, and then moved onto the destination descriptor. A
@@ -15,9 +21,11 @@ symlink swapped into the destination path after it was checked cannot redirect t
 
 from __future__ import annotations
 
+import errno
 import os
 
-from shifter.sys.mount import NO_FLAGS, MountFlag, kept_flags, mount
+from shifter.sys.libc import SyscallError
+from shifter.sys.mount import NO_FLAGS, MountFlag, add_restrictions, kept_flags, mount
 
 BIND_RESTRICTIONS = MountFlag.NOSUID | MountFlag.NODEV | MountFlag.RDONLY
 
@@ -47,11 +55,44 @@ def bind(
     which on a FUSE image is a round trip to its server."""
     rec = MountFlag.REC if recursive else NO_FLAGS
     mount(source, target, None, MountFlag.BIND | rec)
-    current = kept_flags(target) if source_flags is None else source_flags
-    if flags & ~current:
-        mount(None, target, None, MountFlag.REMOUNT | MountFlag.BIND | current | flags)
+    if recursive:
+        restrict_tree(target, flags)
+    else:
+        restrict(target, flags, source_flags)
     if propagation is not None:
         mount(None, target, None, propagation | rec)
+
+
+def restrict(target: str, flags: MountFlag, current: MountFlag | None = None) -> None:
+    """Add `flags` to the one mount at `target` (a remount repeating its `current` flags,
+    read with statvfs when not given), unless it has them already."""
+    if current is None:
+        current = kept_flags(target)
+    if flags & ~current:
+        mount(None, target, None, MountFlag.REMOUNT | MountFlag.BIND | current | flags)
+
+
+def restrict_tree(target: str, flags: MountFlag) -> None:
+    """Add `flags` to the mount at `target` and to every mount below it."""
+    try:
+        add_restrictions(target, flags, recursive=True)
+    except SyscallError as error:
+        if error.errno != errno.ENOSYS:
+            raise
+        restrict_each(target, flags)
+
+
+def restrict_each(target: str, flags: MountFlag) -> None:
+    """`restrict_tree` without mount_setattr: each mount point at or below `target` in this
+    namespace's table, parents first, is remounted (a mount hidden under another at the
+    same place cannot be reached, and cannot be reached from the container either)."""
+    from shifter.runtime.mountinfo import mounts_at_or_under, read_mountinfo
+
+    done = set()
+    for entry in mounts_at_or_under(read_mountinfo(), os.path.realpath(target)):
+        if entry.mount_point not in done:
+            done.add(entry.mount_point)
+            restrict(entry.mount_point, flags)
 
 
 def bind_staged(

@@ -5,9 +5,13 @@ The same builder serves both paths; `BuildMode` says which:
 - `USER_NAMESPACE`: run by the user's `shifter` inside its own new user and mount
   namespaces. The image is mounted by squashfuse; /proc, /sys, /dev, /tmp and /var/tmp
   are recursive binds of the host's (a fresh proc needs a PID namespace; and host mounts
-  with submounts can only be bound together with them); perNodeCache is refused.
+  with submounts can only be bound together with them), and so are site filesystems,
+  site directories and user volumes; perNodeCache is refused.
 - `ROOT`: run as root (setupRoot). The image is loop-mounted; /proc is a fresh proc
-  mount, /sys a plain bind.
+  mount, /sys a plain bind; binds are recursive only for /dev and `rec` site filesystems.
+
+A recursive bind's restrictions (nosuid, nodev, ro) are given to every mount it brings
+in (binds.py), not only to its top.
 
 How the image is mounted is the caller's `ImageMounter`; everything else is here, in the
 original's order:
@@ -344,6 +348,9 @@ class _Builder:
                     fd_path(target.fd),
                     self.staging,
                     flags=restrictions(read_only=spec.read_only),
+                    # In the user namespace, a source holding other mounts (a site
+                    # filesystem's, /tmp's) can only be bound with them: they are locked.
+                    recursive=self.user_ns,
                     propagation=self.propagation(spec),
                 )
             except ShifterError as error:

@@ -1,9 +1,13 @@
-"""mount(2), umount2(2) and the mount flags a remount must keep.
+"""mount(2), umount2(2), mount_setattr(2) and the mount flags a remount must keep.
 
 In a user namespace, a mount inherited from the host is "locked": a remount may add
 restrictions (nosuid, nodev, rdonly, noexec) but must repeat the ones it already has, and
 must not change its atime mode. `kept_flags` reads them (statvfs) so a bind's remount can
 carry them over.
+
+A remount changes one mount, never the mounts below it (a recursive bind's submounts keep
+their own flags). `add_restrictions` (mount_setattr, Linux 5.12) adds flags to a whole
+tree at once and, as it only sets bits, needs no flags repeated.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import ctypes
 import enum
 import os
 
-from shifter.sys.libc import check, encode, libc, raise_oserror
+from shifter.sys.libc import Constants, Named, check, encode, libc, raise_oserror
 
 
 class MountFlag(enum.IntFlag):
@@ -55,6 +59,36 @@ class UmountFlag(enum.IntFlag):
 
 NO_UMOUNT_FLAGS = UmountFlag(0)
 
+SYS_MOUNT_SETATTR = 442  # the same number on every architecture (a "new" syscall)
+AT_FDCWD = -100
+
+
+class AtFlag(Constants):
+    """The AT_* flags of mount_setattr(2) that shifter uses."""
+
+    NONE = 0
+    RECURSIVE = 0x8000
+
+
+# MS_* restriction -> its MOUNT_ATTR_* bit for mount_setattr(2).
+_MOUNT_ATTR = (
+    (MountFlag.RDONLY, 0x1),
+    (MountFlag.NOSUID, 0x2),
+    (MountFlag.NODEV, 0x4),
+    (MountFlag.NOEXEC, 0x8),
+)
+RESTRICTIONS = MountFlag.RDONLY | MountFlag.NOSUID | MountFlag.NODEV | MountFlag.NOEXEC
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
 # statvfs f_flag bit -> the MS_* flag a remount must repeat.
 _STATVFS_KEPT = (
     (os.ST_RDONLY, MountFlag.RDONLY),
@@ -85,6 +119,25 @@ def mount(
 def umount(target: str, flags: UmountFlag = NO_UMOUNT_FLAGS) -> None:
     """umount2(2)."""
     check(libc().umount2(encode(target), ctypes.c_int(flags)), "umount2", target, flags)
+
+
+def add_restrictions(target: str, flags: MountFlag, *, recursive: bool) -> None:
+    """mount_setattr(2): add `flags` (any of RDONLY, NOSUID, NODEV, NOEXEC) to the mount at
+    `target` and, when `recursive`, to every mount below it. Nothing is cleared, so locked
+    flags and atime modes stay as they are. Kernels before 5.12 raise ENOSYS."""
+    if flags & ~RESTRICTIONS:
+        raise ValueError(f"not a restriction mount_setattr can add: {flags!r}")
+    attr = _MountAttr(sum(bit for flag, bit in _MOUNT_ATTR if flags & flag), 0, 0, 0)
+    at_flags = AtFlag.RECURSIVE if recursive else AtFlag.NONE
+    result = libc().syscall(
+        ctypes.c_long(SYS_MOUNT_SETATTR),
+        ctypes.c_int(AT_FDCWD),
+        encode(target),
+        ctypes.c_uint(at_flags),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
+    check(result, "mount_setattr", target, flags, Named(AtFlag, at_flags))
 
 
 def kept_flags(path: str) -> MountFlag:
