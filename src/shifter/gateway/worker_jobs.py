@@ -10,22 +10,17 @@ Import: copy the checked file into the job directory, hash it, write its `.meta`
 Expire: remove the files (unless another record still uses them), then the record.
 
 Any `ShifterError` ends the job as FAILURE with its one-line message as status_message, so
-the client sees the registry's reason. A job directory is named after the claim
-(`.shifter-job-<job>-<claim>`): `reap_job_dirs` removes those whose claim is gone.
+the client sees the registry's reason. The job directory (worker_dirs.py) is removed when
+the job ends; the pull's progress and cancellation are in worker_progress.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
 import os
-import re
-import shutil
-import stat
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +29,6 @@ from shifter.engine.files import write_atomically
 from shifter.engine.pull import PulledImage, PullOptions, pull_and_convert
 from shifter.engine.source import ImageSource, RegistryLocation, resolve_source
 from shifter.errors import ShifterError
-from shifter.gateway import store_jobs as jobs
 from shifter.gateway.access import ImageAccess
 from shifter.gateway.config import GatewayConfig
 from shifter.gateway.credentials import CredentialVault, RegistryCredentials
@@ -43,9 +37,10 @@ from shifter.gateway.lifecycle import Deferred, Lifecycle, Outcome, final_acls, 
 from shifter.gateway.manager import requester_from_params
 from shifter.gateway.records import ImageRecord, Status
 from shifter.gateway.settings import ServiceSettings
-from shifter.gateway.store import MetadataStore
 from shifter.gateway.store_jobs import Job
 from shifter.gateway.transfer import ImageTransfer, transfer_for
+from shifter.gateway.worker_dirs import job_dir, reap_job_dirs, remove_tree
+from shifter.gateway.worker_progress import JobCancelled, StatusProgress
 from shifter.image.meta import format_meta
 from shifter.registry.auth import RegistryAuthError
 from shifter.registry.client import RegistryClient
@@ -53,8 +48,6 @@ from shifter.registry.errors import AccessDeniedError, ImageNotFoundError
 
 log = logging.getLogger(__name__)
 
-JOB_DIR = re.compile(r"\.shifter-job-(\d+)-([0-9a-f]{32})\Z")
-PROGRESS_INTERVAL_S = 2.0
 CREDENTIALS_LOST = (
     "the gateway process that accepted this pull stopped before finishing it, and registry "
     "credentials are never stored; pull the image again"
@@ -63,55 +56,6 @@ CREDENTIALS_LOST = (
 
 class CredentialsLost(ShifterError):
     """A pull that needs credentials reached a process that does not hold them."""
-
-
-class JobCancelled(Exception):
-    """The job's worker must stop: its lease was lost or the gateway is stopping."""
-
-
-class StatusProgress:
-    """Engine progress shown in the record's status and status_message (throttled)."""
-
-    def __init__(self, lifecycle: Lifecycle, job: Job, cancel: threading.Event) -> None:
-        self.lifecycle, self.job, self.cancel = lifecycle, job, cancel
-        self._lock = threading.Lock()
-        self._total = self._done = self._layers = self._layers_done = 0
-        self._shown = 0.0
-
-    def _check(self) -> None:
-        if self.cancel.is_set():
-            raise JobCancelled(f"job {self.job.pk} cancelled")
-
-    def begin(self, layers: int, total_bytes: int) -> None:
-        self._layers, self._total = layers, total_bytes
-        self._show(force=True)
-
-    def advance(self, nbytes: int) -> None:
-        self._check()
-        with self._lock:
-            self._done += nbytes
-        self._show()
-
-    def layer_done(self) -> None:
-        with self._lock:
-            self._layers_done += 1
-
-    def stage(self, text: str) -> None:
-        self._check()
-        self.lifecycle.progress(self.job, Status.CONVERSION, "Converting image")
-
-    def close(self) -> None:
-        pass
-
-    def _show(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if not force and now - self._shown < PROGRESS_INTERVAL_S:
-                return
-            self._shown = now
-            message = (f"Pulling layers: {self._layers_done} of {self._layers} done, "
-                       f"{self._done >> 20} of {self._total >> 20} MiB")
-        self.lifecycle.progress(self.job, Status.PULLING, message)
 
 
 @dataclass
@@ -177,7 +121,7 @@ class JobRunner:
             self.lifecycle.fail(job, f"the job was interrupted {job.attempts - 1} times "
                                      "(its gateway stopped each time); pull it again")
             return
-        work = Path(self.config.expand_directory) / f".shifter-job-{job.pk}-{job.claim}"
+        work = job_dir(Path(self.config.expand_directory), job)
         if job.attempts > 1:  # taken over: what the earlier attempt left is garbage now
             reap_job_dirs(work.parent, lambda pk, claim: pk != job.pk or claim == job.claim)
         try:
@@ -368,37 +312,3 @@ def _rewrite_meta(pulled: PulledImage, document: dict[str, object],
 def _one_line(error: ShifterError) -> str:
     lines = str(error).strip().splitlines() or [type(error).__name__]
     return lines[0][:1000]
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a job directory, even one holding read-only directories."""
-
-    def writable_then_retry(function: Callable[..., object], name: str, _: object) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(name), stat.S_IRWXU)
-            function(name)
-
-    if path.exists():
-        shutil.rmtree(path, onerror=writable_then_retry)
-
-
-def reap_job_dirs(expand_directory: Path, still_held: Callable[[int, str], bool]) -> int:
-    """Remove job directories of claims no worker holds any more; returns how many."""
-    removed = 0
-    with contextlib.suppress(FileNotFoundError):
-        for entry in expand_directory.iterdir():
-            match = JOB_DIR.match(entry.name)
-            if match and not still_held(int(match.group(1)), match.group(2)):
-                remove_tree(entry)
-                removed += 1
-    return removed
-
-
-def held_checker(store: MetadataStore) -> Callable[[int, str], bool]:
-    """`still_held` for `reap_job_dirs` against the store."""
-
-    def check(pk: int, claim: str) -> bool:
-        with store.reading() as conn:
-            return jobs.still_held(conn, pk, claim)
-
-    return check

@@ -26,7 +26,9 @@ from shifter.gateway.lifecycle import ClaimLost, Deferred
 from shifter.gateway.settings import ServiceSettings
 from shifter.gateway.store import MetadataStore, StoreError
 from shifter.gateway.store_jobs import Job
-from shifter.gateway.worker_jobs import JobCancelled, JobRunner, held_checker, reap_job_dirs
+from shifter.gateway.worker_dirs import held_checker, reap_job_dirs
+from shifter.gateway.worker_jobs import JobRunner
+from shifter.gateway.worker_progress import JobCancelled
 
 log = logging.getLogger(__name__)
 
