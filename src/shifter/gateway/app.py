@@ -224,6 +224,7 @@ def create_app(
             yield
         finally:
             await asyncio.to_thread(service.stop)
+            gc.unfreeze()  # an app that stops in a process that goes on (tests) leaks nothing
 
     app = FastAPI(
         title="Shifter image gateway",
