@@ -162,6 +162,21 @@ def test_released_jobs_wait_for_their_time(store: MetadataStore) -> None:
     assert again is not None and again.pk == held.pk
 
 
+def test_a_released_job_keeps_its_attempts(store: MetadataStore) -> None:
+    """Deferring a job (its image is being expired) or returning it at a clean shutdown is
+    not an interruption: however often it happens, the job never reaches max_attempts."""
+    new_job(store)
+    for _ in range(5):
+        held = claim(store, "gw-a")
+        assert held is not None and held.claim is not None and held.attempts == 1
+        assert store.write(lambda conn, held=held: jobs.release(
+            conn, held.pk, held.claim, not_before=0.0))
+    # A claim whose gateway died (its lease ran out) still counts.
+    first = claim(store, "gw-a")
+    taken = claim(store, "gw-b", now=100.0 + LEASE + 1)
+    assert first is not None and taken is not None and taken.attempts == 2
+
+
 def test_credential_jobs_stay_with_the_live_process_that_accepted_them(
     store: MetadataStore,
 ) -> None:

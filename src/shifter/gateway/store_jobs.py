@@ -166,11 +166,14 @@ def finish(
 
 
 def release(conn: Connection, pk: int, claim: str, *, not_before: float) -> bool:
-    """Give a claimed job back to the queue, to be run again from `not_before` on."""
+    """Give a claimed job back to the queue, to be run again from `not_before` on. The claim
+    gives its attempt back: `attempts` counts the gateways that died holding the job, and
+    one that defers it (or stops cleanly) did not."""
     result = conn.execute(
         update(jobs)
         .where(_held(pk, claim))
-        .values(state=QUEUED, claim=None, lease_expires=None, not_before=not_before)
+        .values(state=QUEUED, claim=None, lease_expires=None, not_before=not_before,
+                attempts=jobs.c.attempts - 1)
     )
     return result.rowcount == 1
 
