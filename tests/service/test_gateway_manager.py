@@ -449,3 +449,31 @@ def test_a_pull_whose_image_was_expired_while_it_was_published_is_published_agai
     done = gateway.lifecycle.complete(retry, dataclasses.replace(outcome,
                                                                  expiries_seen=seen_again))
     assert (done.status, done.image_id, done.tags) == (Status.READY, IMAGE, ("ubuntu:jammy",))
+
+
+def test_re_pulls_of_a_ready_image_answer_from_the_cache_like_lookups(
+    gateway: Gateway, store_url: str
+) -> None:
+    record, _ = pull(gateway)
+    gateway.finish(record.pk)
+    ticks = Clock()
+    gateway.manager.settled_cache = ReadyCache(2.0, clock=ticks)
+    again, shown = pull(gateway, who=BOB)
+    assert (again.status, again.image_id, shown) == (Status.READY, IMAGE, None)
+
+    other_store = MetadataStore.open(store_url)  # another gateway process on the same store
+    try:
+        other = ImageManager(gateway.manager.config, other_store, instance_id="gw2",
+                             settings=ServiceSettings(), vault=CredentialVault(),
+                             clock=gateway.clock)
+        assert other.expire(SYSTEM, "docker", "ubuntu:22.04", ADMIN) is True
+    finally:
+        other_store.close()
+    cached, shown = pull(gateway)
+    assert (cached.status, shown) == (Status.READY, None)  # within the TTL
+    ticks.advance(2.0)
+    fresh, shown = pull(gateway)
+    assert (fresh.status, shown) == (Status.PENDING, Status.INIT)
+    # This process's own change (the new pull) is seen at once.
+    polled, shown = pull(gateway)
+    assert (polled.pk, polled.status, shown) == (fresh.pk, Status.PENDING, None)

@@ -74,6 +74,8 @@ class ImageManager(AdminRequests):
         self.on_new_job = on_new_job
         self.usage = UsageLog(store)
         self.ready_cache = ReadyCache(settings.lookup_cache_s)
+        # READY records of tags with no pull in flight, for re-pulls (`_ready_unchanged`).
+        self.settled_cache = ReadyCache(settings.lookup_cache_s)
 
     # -- names ---------------------------------------------------------------------------
 
@@ -224,12 +226,19 @@ class ImageManager(AdminRequests):
     def _ready_unchanged(self, request: _PullRequest) -> ImageRecord | None:
         """The READY image a re-pull leaves as it is, decided in a read transaction (the
         common case: no write, no lock); None when the write path must decide."""
-        with self.store.reading() as conn:
-            ready = images.ready_by_tag(conn, request.system, request.itype, request.tag)
-            if ready is None or not ready.readable_by(request.who):
-                return None
-            if images.active(conn, request.system, request.itype, request.tag) is not None:
-                return None
+        key = (request.system, request.itype, request.tag)
+        generation = self.store.generation  # before reading: a change meanwhile drops it
+        ready = self.settled_cache.get(key, generation)
+        if ready is None:
+            with self.store.reading() as conn:
+                ready = images.ready_by_tag(conn, request.system, request.itype, request.tag)
+                if ready is None:
+                    return None
+                if images.active(conn, request.system, request.itype, request.tag) is not None:
+                    return None
+            self.settled_cache.put(key, ready, generation)
+        if not ready.readable_by(request.who):
+            return None
         return ready if self._keeps(ready, request, self.clock()) else None
 
     def _keeps(self, current: ImageRecord, request: _PullRequest, now: float) -> bool:
