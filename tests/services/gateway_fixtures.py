@@ -257,20 +257,8 @@ class GatewayServer:
         return self.process.pid
 
     def argv(self) -> list[str]:
-        from shifter.cli import imagegw
-
-        options = ["serve", "--config", str(self.config_path), "--host", "127.0.0.1",
-                   "--port", str(self.port)]
-        if any(getattr(m, "__name__", "").endswith("imagegw_serve") for m in imagegw.SUBCOMMANDS):
-            return [sys.executable, "-m", "shifter.cli.imagegw", *options]
-        # Until `serve` is registered in cli/imagegw.py: the same module, through a shim.
-        shim = (
-            "import argparse, sys; from shifter.cli import imagegw_serve, common; "
-            "p = argparse.ArgumentParser(); imagegw_serve.add_parser(p.add_subparsers()); "
-            "a = p.parse_args(sys.argv[1:]); "
-            "sys.exit(common.run_command('shifter-imagegw', lambda: a.handler(a), debug=False))"
-        )
-        return [sys.executable, "-c", shim, *options]
+        return [sys.executable, "-m", "shifter.cli.imagegw", "serve", "--config",
+                str(self.config_path), "--host", "127.0.0.1", "--port", str(self.port)]
 
     def start(self) -> GatewayServer:
         env = {**os.environ, **self.settings}
