@@ -382,6 +382,18 @@ def test_a_job_interrupted_too_often_fails_for_good(gateway: Gateway) -> None:
         "the job was interrupted 2 times (its gateway stopped each time); pull it again")
 
 
+def expire_from_another_process(gateway: Gateway, store_url: str, tag: str) -> bool | None:
+    """An admin's expire of `tag` sent to another gateway process on the same store."""
+    other_store = MetadataStore.open(store_url)
+    try:
+        other = ImageManager(gateway.manager.config, other_store, instance_id="gw2",
+                             settings=ServiceSettings(), vault=CredentialVault(),
+                             clock=gateway.clock)
+        return other.expire(SYSTEM, "docker", tag, ADMIN)
+    finally:
+        other_store.close()
+
+
 def test_lookups_answer_from_the_cache_and_see_this_process_s_changes_at_once(
     gateway: Gateway, store_url: str, tmp_path: Path
 ) -> None:
@@ -395,14 +407,7 @@ def test_lookups_answer_from_the_cache_and_see_this_process_s_changes_at_once(
     gateway.manager.ready_cache = ReadyCache(2.0, clock=ticks)
     assert gateway.manager.lookup(SYSTEM, "docker", "ubuntu:22.04", ALICE).image_id == IMAGE
 
-    other_store = MetadataStore.open(store_url)  # another gateway process on the same store
-    try:
-        other = ImageManager(gateway.manager.config, other_store, instance_id="gw2",
-                             settings=ServiceSettings(), vault=CredentialVault(),
-                             clock=gateway.clock)
-        assert other.expire(SYSTEM, "docker", "ubuntu:22.04", ADMIN) is True
-    finally:
-        other_store.close()
+    assert expire_from_another_process(gateway, store_url, "ubuntu:22.04") is True
     # Within the TTL this process still has the record it read...
     assert gateway.manager.lookup(SYSTEM, "docker", "ubuntu:22.04", BOB).image_id == IMAGE
     ticks.advance(2.0)
@@ -461,14 +466,7 @@ def test_re_pulls_of_a_ready_image_answer_from_the_cache_like_lookups(
     again, shown = pull(gateway, who=BOB)
     assert (again.status, again.image_id, shown) == (Status.READY, IMAGE, None)
 
-    other_store = MetadataStore.open(store_url)  # another gateway process on the same store
-    try:
-        other = ImageManager(gateway.manager.config, other_store, instance_id="gw2",
-                             settings=ServiceSettings(), vault=CredentialVault(),
-                             clock=gateway.clock)
-        assert other.expire(SYSTEM, "docker", "ubuntu:22.04", ADMIN) is True
-    finally:
-        other_store.close()
+    assert expire_from_another_process(gateway, store_url, "ubuntu:22.04") is True
     cached, shown = pull(gateway)
     assert (cached.status, shown) == (Status.READY, None)  # within the TTL
     ticks.advance(2.0)

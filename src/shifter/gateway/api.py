@@ -23,7 +23,6 @@ requires.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -61,21 +60,12 @@ Caller = Annotated[Session, Depends(session)]
 
 async def json_body(request: Request) -> Any:
     """The request's JSON document; None for an empty body; BadRequest if unparsable."""
-    raw = await request.body()
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the request body is not valid JSON") from None
+    return replies.json_document(await request.body())
 
 
 async def optional_json_body(request: Request) -> Any:
-    """A pull's body: the original logged and ignored one it could not parse."""
-    try:
-        return await json_body(request)
-    except BadRequest:
-        return None
+    """A pull's body: None when it cannot be parsed (`replies.optional_json_document`)."""
+    return replies.optional_json_document(await request.body())
 
 
 def _noted(request: Request, imgtype: str, tag: str) -> None:

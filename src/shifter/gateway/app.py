@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shifter.errors import ShifterError
 from shifter.gateway.api import router
 from shifter.gateway.config import GatewayConfig, load_gateway_config
-from shifter.gateway.failures import describe, error_body, http_status_for
+from shifter.gateway.failures import INTERNAL_ERROR, describe, error_body, http_status_for
 from shifter.gateway.hotpath import HotRoutes
 from shifter.gateway.service import GatewayService
 from shifter.gateway.settings import ServiceSettings
@@ -197,7 +197,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def crashed(request: Request, error: Exception) -> JSONResponse:
         log.exception("%s %s crashed", request.method, request.url.path)
-        return reply(request, 500, "internal error in the gateway; see its log")
+        return reply(request, 500, INTERNAL_ERROR)
 
 
 def create_app(

@@ -12,6 +12,9 @@ from typing import Any
 
 from shifter.errors import ConfigError, ImageReferenceError, PermissionDeniedError, ShifterError
 
+# The reply to (and the FAILURE message of) anything that went wrong inside the gateway.
+INTERNAL_ERROR = "internal error in the gateway; see its log"
+
 
 class RequestError(ShifterError):
     """A request the gateway refuses; `http_status` says how."""

@@ -17,25 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from starlette.datastructures import URL
 from starlette.types import Receive, Scope, Send
 
 from shifter.errors import ShifterError
 from shifter.gateway import replies
 from shifter.gateway.authn import HEADER
-from shifter.gateway.failures import describe, error_body, http_status_for
+from shifter.gateway.failures import INTERNAL_ERROR, describe, error_body, http_status_for
 
 log = logging.getLogger(__name__)
 
 _HEADER = HEADER.encode()
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ class HotRoutes:
             def answer() -> dict[str, Any]:
                 return replies.lookup(gateway, state, system, imgtype, tag, credential)
         else:
-            document = _optional_json(await _body(receive))
+            document = replies.optional_json_document(await _body(receive))
 
             def answer() -> dict[str, Any]:
                 return replies.pull(gateway, state, system, imgtype, tag, credential,
@@ -103,9 +102,9 @@ class HotRoutes:
         except Exception:
             log.exception("%s %s crashed", scope["method"], scope["path"])
             status = 500
-            reply = error_body(status, "internal error in the gateway; see its log",
-                               str(URL(scope=scope)))
-        await _send_json(send, status, reply)
+            reply = error_body(status, INTERNAL_ERROR, str(URL(scope=scope)))
+        # The same bytes and headers as the FastAPI routes' replies (the C client parses them).
+        await JSONResponse(reply, status_code=status)(scope, receive, send)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -124,25 +123,3 @@ async def _body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _optional_json(raw: bytes) -> Any:
-    """A pull's body: the original logged and ignored one it could not parse."""
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-async def _send_json(send: Send, status: int, content: Any) -> None:
-    # The bytes of FastAPI's JSONResponse, which the C client parses.
-    payload = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
-                         separators=(",", ":")).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
-    })
-    await send({"type": "http.response.body", "body": payload})

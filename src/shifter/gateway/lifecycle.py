@@ -141,10 +141,7 @@ class Lifecycle:
         not published just before the expiry deletes it. Returns the expiries of the image
         already finished, for `Outcome.expiries_seen`."""
         with self.store.reading() as conn:
-            for record in images.with_status(conn, system, [Status.EXPIRING]):
-                if record.image_id == image_id and record.pk != job.image_pk:
-                    raise Deferred(f"image {image_id} is being expired")
-            return jobs.finished_expiries(conn, system, image_id)
+            return _expiries(conn, system, image_id, besides=job.image_pk)
 
     def complete(self, job: Job, outcome: Outcome) -> ImageRecord:
         """READY: fold into an existing record of the same image or promote the pull record.
@@ -157,12 +154,8 @@ class Lifecycle:
             pulled = images.record(conn, job.image_pk)
             if pulled is None:
                 raise ClaimLost(f"the record of job {job.pk} is gone")
-            for record in images.with_status(conn, job.system, [Status.EXPIRING]):
-                if record.image_id == outcome.image_id:
-                    raise Deferred(f"image {outcome.image_id} is being expired")
-            if outcome.expiries_seen is not None and not jobs.finished_expiries(
-                conn, job.system, outcome.image_id
-            ) <= outcome.expiries_seen:
+            finished = _expiries(conn, job.system, outcome.image_id)
+            if outcome.expiries_seen is not None and not finished <= outcome.expiries_seen:
                 # An expiry queued after the check before publishing, and finished since:
                 # it may have removed the files just published. The retry publishes again.
                 raise Deferred(f"image {outcome.image_id} was expired while it was published")
@@ -219,6 +212,17 @@ class Lifecycle:
         with self.store.reading() as conn:
             return images.ready_by_image_id(conn, job.system, itype, image_id,
                                             exclude=job.image_pk)
+
+
+def _expiries(
+    conn: Connection, system: str, image_id: str, *, besides: int | None = None
+) -> frozenset[int]:
+    """The finished expiries of an image; Deferred while a record of it other than
+    `besides` is being expired (its files are being removed)."""
+    for record in images.with_status(conn, system, [Status.EXPIRING]):
+        if record.image_id == image_id and record.pk != besides:
+            raise Deferred(f"image {image_id} is being expired")
+    return jobs.finished_expiries(conn, system, image_id)
 
 
 def record_access(record: ImageRecord) -> ImageAccess:

@@ -127,14 +127,22 @@ class ImageManager(AdminRequests):
 
     def _ready(self, system: str, itype: str, tag: str) -> ImageRecord | None:
         """The READY record of a tag, from the cache when it is fresh (`readycache`)."""
-        key = (system, itype, tag)
+        return self._cached(self.ready_cache, (system, itype, tag),
+                            lambda conn: images.ready_by_tag(conn, system, itype, tag))
+
+    def _cached(
+        self, cache: ReadyCache, key: tuple[str, str, str],
+        read: Callable[[Connection], ImageRecord | None],
+    ) -> ImageRecord | None:
+        """`cache`'s record for `key` while fresh, else `read` in a read transaction (and
+        remembered when it finds one)."""
         generation = self.store.generation  # before reading: a change meanwhile drops it
-        found = self.ready_cache.get(key, generation)
+        found = cache.get(key, generation)
         if found is None:
             with self.store.reading() as conn:
-                found = images.ready_by_tag(conn, system, itype, tag)
+                found = read(conn)
             if found is not None:
-                self.ready_cache.put(key, found, generation)
+                cache.put(key, found, generation)
         return found
 
     def list(self, system: str, who: Requester) -> list[ImageRecord]:
@@ -227,17 +235,14 @@ class ImageManager(AdminRequests):
         """The READY image a re-pull leaves as it is, decided in a read transaction (the
         common case: no write, no lock); None when the write path must decide."""
         key = (request.system, request.itype, request.tag)
-        generation = self.store.generation  # before reading: a change meanwhile drops it
-        ready = self.settled_cache.get(key, generation)
-        if ready is None:
-            with self.store.reading() as conn:
-                ready = images.ready_by_tag(conn, request.system, request.itype, request.tag)
-                if ready is None:
-                    return None
-                if images.active(conn, request.system, request.itype, request.tag) is not None:
-                    return None
-            self.settled_cache.put(key, ready, generation)
-        if not ready.readable_by(request.who):
+
+        def settled(conn: Connection) -> ImageRecord | None:
+            if images.active(conn, *key) is not None:
+                return None  # a pull of the tag is in flight: the write path decides
+            return images.ready_by_tag(conn, *key)
+
+        ready = self._cached(self.settled_cache, key, settled)
+        if ready is None or not ready.readable_by(request.who):
             return None
         return ready if self._keeps(ready, request, self.clock()) else None
 

@@ -8,6 +8,7 @@ image are noted there for the access log line.
 
 from __future__ import annotations
 
+import json
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -15,6 +16,24 @@ from shifter.gateway.authn import Session
 from shifter.gateway.failures import BadRequest, RequestError
 from shifter.gateway.records import parse_id_list, to_response
 from shifter.gateway.service import GatewayService
+
+
+def json_document(raw: bytes) -> Any:
+    """A request body's JSON document; None for an empty body; BadRequest if unparsable."""
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not valid JSON") from None
+
+
+def optional_json_document(raw: bytes) -> Any:
+    """A pull's body: the original logged and ignored one it could not parse."""
+    try:
+        return json_document(raw)
+    except BadRequest:
+        return None
 
 
 def authenticated(

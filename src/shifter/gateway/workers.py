@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shifter.gateway import store_jobs as jobs
+from shifter.gateway.failures import INTERNAL_ERROR
 from shifter.gateway.lifecycle import ClaimLost, Deferred
 from shifter.gateway.settings import ServiceSettings
 from shifter.gateway.store import MetadataStore, StoreError
@@ -164,7 +165,7 @@ class WorkerPool:
         except Exception:
             log.exception("job %s failed unexpectedly", job.pk)
             outcome = "crashed"
-            self.runner.lifecycle.fail(job, "internal error in the gateway; see its log")
+            self.runner.lifecycle.fail(job, INTERNAL_ERROR)
         finally:
             with self._held_lock:
                 self._held.pop(job.pk, None)
