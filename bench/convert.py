@@ -23,12 +23,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from bench import contenders, machine, report
+from bench import contenders, machine, report, run_reporting_errors
 from bench.contenders import CHARLIECLOUD, FLOOR, OURS_COLD, OURS_WARM, Outcome, Setup
 from bench.images import IMAGES, BenchImage, extract_tree, push
 from bench.tls import self_signed
 from shifter.devtools.registry import RegistryServer
-from shifter.errors import ShifterError, ToolError
+from shifter.errors import ShifterError
 
 DEFAULT_CACHE = Path("/var/tmp/shifter-bench")
 DEFAULT_RUNS = 3
@@ -268,13 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench: run as root (debootstrap, and images owned by root)", file=sys.stderr)
         return 2
-    try:
-        return benchmark(args)
-    except ShifterError as exc:
-        if isinstance(exc, ToolError) and exc.argv:
-            print(f"bench: command: {' '.join(exc.argv)}", file=sys.stderr)
-        print(f"bench: {exc.describe()}", file=sys.stderr)
-        return 1
+    return run_reporting_errors(lambda: benchmark(args))
 
 
 if __name__ == "__main__":

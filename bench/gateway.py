@@ -37,13 +37,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench import machine
+from bench import machine, run_reporting_errors
 from bench.gateway_load import CpuMeter, Latencies, LoadResult, mint, probe, run_wrk
 from bench.gateway_server import ServerProcess, gateway_config
 from bench.postgres import PostgresServer
 from shifter.devtools.munged import MungeServer
 from shifter.devtools.registry import RegistryServer
-from shifter.errors import ShifterError, ToolError
 from shifter.gwclient.client import GatewayClient
 from shifter.gwclient.urls import api_path
 from shifter.munge.libmunge import Munge
@@ -380,12 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     try:
-        return benchmark(args)
-    except ShifterError as exc:
-        if isinstance(exc, ToolError) and exc.argv:
-            print(f"bench: command: {' '.join(exc.argv)}", file=sys.stderr)
-        print(f"bench: {exc.describe()}", file=sys.stderr)
-        return 1
+        return run_reporting_errors(lambda: benchmark(args))
     finally:
         print(f"bench: {time.monotonic() - started:.0f} s in all", file=sys.stderr)
 
