@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from shifter.registry.errors import BlobCacheError, DigestMismatchError
-from shifter.registry.manifest import Descriptor, check_digest
+from shifter.registry.manifest import DIGEST, Descriptor, check_digest
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ class BlobCache:
 
 
 def _is_hex_digest(name: str) -> bool:
-    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+    return DIGEST.fullmatch(f"sha256:{name}") is not None
 
 
 def _discard(file: BinaryIO, partial: Path) -> None:
