@@ -16,11 +16,13 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, TypeVar
 
 from shifter.errors import ToolError, ToolNotFoundError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 STDERR_TAIL_LINES = 10
 FEED_BUFFER = 1 << 20  # tar headers are 512-byte writes; batch them into big pipe writes
@@ -154,6 +156,49 @@ def run_feeding(
             stderr_tail=tail,
         )
     return tail
+
+
+def run_reading(
+    argv: Sequence[str],
+    read: Callable[[BinaryIO], T],
+    *,
+    timeout: float | None = None,
+) -> T:
+    """Run a program while `read` consumes its stdout; return what `read` returns.
+
+    stderr is drained by a thread into its last lines. If `read` raises (or returns before
+    the end: the rest is not wanted), the program is killed; otherwise a non-zero exit
+    raises `ToolError` with those lines. `timeout` bounds the wait after `read` returns.
+    """
+    args = [str(a) for a in argv]
+    args[0] = find_tool(args[0])
+    tool = os.path.basename(args[0])
+    log.debug("run (reading stdout): %s", " ".join(args))
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    lines: collections.deque[bytes] = collections.deque(maxlen=STDERR_TAIL_LINES)
+    drain = threading.Thread(target=_drain, args=(process.stderr, lines), daemon=True)
+    drain.start()
+    try:
+        result = read(process.stdout)  # type: ignore[arg-type]
+        finished = process.stdout.read(1) == b""
+        if not finished:
+            process.kill()
+        returncode = process.wait(timeout=timeout)
+    except BaseException:
+        process.kill()
+        process.wait()
+        drain.join(timeout=DRAIN_GRACE)
+        raise
+    finally:
+        process.stdout.close()
+    drain.join(timeout=DRAIN_GRACE)
+    if finished and returncode != 0:
+        raise ToolError(f"{tool} failed with exit status {returncode}", argv=args,
+                        returncode=returncode,
+                        stderr_tail=b"".join(lines).decode(errors="replace").strip())
+    return result
 
 
 def _drain(stream: IO[bytes], lines: collections.deque[bytes]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -202,3 +203,76 @@ def test_bad_import_requests(client: Any, caller: Caller, itype: str, path: str,
                              message: str) -> None:
     reply = doimport(client, caller, path, itype=itype, fmt=fmt)
     assert error_of(reply, 400).startswith(message)
+
+
+def _wait_done(client: Any, caller: Caller, image: Path, user: str = USER_A,
+               tag: str = TAG) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        record: dict[str, Any] = doimport(client, caller, image, user, tag).json()
+        return record if record["status"] in ("READY", "FAILURE") else None
+
+    return wait_for(done, what="the import")
+
+
+def test_an_image_holding_privileges_is_refused_and_nothing_published(
+    client: Any, caller: Caller, gateway_env: GatewayEnv, home_of_a: Path
+) -> None:
+    tree = home_of_a / "hostile.tree"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "bin" / "su").write_text("#!/bin/sh\n")
+    (tree / "bin" / "su").chmod(0o4755)
+    (tree / "bin" / "wall").write_text("#!/bin/sh\n")
+    (tree / "bin" / "wall").chmod(0o2755)
+    os.mknod(tree / "mem", 0o600 | stat.S_IFCHR, os.makedev(1, 1))
+    (tree / "tagged").write_text("x\n")
+    os.setxattr(tree / "tagged", "user.origin", b"elsewhere")
+    image = home_of_a / "hostile.squashfs"
+    subprocess.run(["mksquashfs", str(tree), str(image), "-all-root", "-quiet", "-noappend"],
+                   check=True, capture_output=True)
+    owned_by(image, USER_A, 0o644)
+    done = _wait_done(client, caller, image)
+    assert done["status"] == "FAILURE"
+    assert done["status_message"] == (
+        f"{image} holds 4 file(s) that may not be imported: /bin/su: setuid; /bin/wall: "
+        "setgid; /mem: device node; /tagged: extended attributes user.origin")
+    assert gateway_env.image_files() == []
+
+
+def _import_ready(client: Any, caller: Caller, image: Path, user: str = USER_A) -> str:
+    """Start an import (PullUpdateTimeout 0: every POST starts one) and wait until the tag
+    names the file's image."""
+    started = doimport(client, caller, image, user)
+    assert started.status_code == 200, started.text
+    wanted = fasthash(image)
+
+    def ready() -> str | None:
+        found = client.get(f"/api/lookup/{SYSTEM}/custom/{TAG}/", headers=caller.headers(user))
+        return wanted if found.status_code == 200 and found.json()["id"] == wanted else None
+
+    return wait_for(ready, what="the import")
+
+
+def test_a_custom_tag_belongs_to_its_first_importer(
+    gateway_env: GatewayEnv, caller: Caller, home_of_a: Path
+) -> None:
+    mine = owned_by(squashfs(home_of_a / "mine.squashfs"), USER_A, 0o644)
+    theirs = owned_by(squashfs(home_of_a / "theirs.squashfs", b"other code\n"), USER_A, 0o644)
+    config = gateway_env.config(ImportUsers=[USER_A, USER_B], PullUpdateTimeout=0)
+    with running_app(config) as client:
+        _import_ready(client, caller, mine)
+        taken = doimport(client, caller, theirs, USER_B)
+        assert error_of(taken, 403).startswith(
+            f"custom:{TAG} belongs to another user: {USER_B}({uid_of(USER_B)}) may not import "
+            "it")
+        expire = client.get(f"/api/expire/{SYSTEM}/custom/{TAG}/", headers=caller.headers(USER_B))
+        assert error_of(expire, 403).startswith(f"custom:{TAG} belongs to another user")
+        found = client.get(f"/api/lookup/{SYSTEM}/custom/{TAG}/", headers=caller.headers(USER_B))
+        assert found.json()["id"] == fasthash(mine)
+        # The owner may import over it, and expire it; then the name is free again.
+        _import_ready(client, caller, theirs)
+        again = client.get(f"/api/expire/{SYSTEM}/custom/{TAG}/", headers=caller.headers(USER_A))
+        assert again.status_code == 200, again.text
+        wait_for(lambda: client.get(f"/api/lookup/{SYSTEM}/custom/{TAG}/",
+                                    headers=caller.headers(USER_A)).status_code == 404,
+                 what="the expired tag to go")
+        _import_ready(client, caller, mine, USER_B)

@@ -59,11 +59,13 @@ class Gateway:
     clock: Clock
 
     def finish(self, record_pk: int, image_id: str = IMAGE, *, private: bool = False,
-               users: tuple[int, ...] = (), groups: tuple[int, ...] = ()) -> None:
+               users: tuple[int, ...] = (), groups: tuple[int, ...] = (),
+               who: Requester = ALICE) -> None:
         """Claim the record's job as a worker would and complete it."""
         job = self.claim(record_pk)
         self.lifecycle.complete(job, Outcome(image_id=image_id, private=private,
-                                             user_acl=users, group_acl=groups, env=("A=1",)))
+                                             user_acl=users, group_acl=groups, requester=who,
+                                             env=("A=1",)))
 
     def claim(self, record_pk: int) -> jobs.Job:
         job = self.store.write(lambda conn: jobs.claim_next(conn, "worker", lease_s=60,
@@ -241,14 +243,14 @@ def test_a_private_image_does_not_exist_for_others(gateway: Gateway) -> None:
 def test_a_stranger_pulling_a_private_image_is_added_not_substituted(gateway: Gateway) -> None:
     record, _ = pull(gateway, "private/app:1", user_acl=(ALICE.uid,))
     gateway.finish(record.pk, private=True, users=(ALICE.uid,))
-    from shifter.gateway.lifecycle import final_acls
-
-    with gateway.store.reading() as conn:
-        existing = images.record(conn, record.pk)
-    assert final_acls(existing, True, (BOB.uid,), (), BOB) == (
-        (ALICE.uid, BOB.uid), (), True)
-    assert final_acls(existing, True, (ALICE.uid, 9), (), ALICE) == ((ALICE.uid, 9), (), True)
-    assert final_acls(existing, False, (BOB.uid,), (), BOB) == ((), (), False)
+    gateway.clock.advance(TIMEOUT + 1)
+    again, _ = pull(gateway, "private/app:1", who=BOB, user_acl=(BOB.uid,))
+    gateway.finish(again.pk, private=True, users=(BOB.uid,), who=BOB)
+    for who in (ALICE, BOB):
+        found = gateway.manager.lookup(SYSTEM, "docker", "private/app:1", who)
+        assert found.user_acl == (ALICE.uid, BOB.uid)
+    with pytest.raises(NotFound):
+        gateway.manager.lookup(SYSTEM, "docker", "private/app:1", CAROL)
 
 
 def test_concurrent_pulls_of_one_tag_share_one_job(gateway: Gateway) -> None:
@@ -453,7 +455,8 @@ def test_a_pull_whose_image_was_expired_while_it_was_published_is_published_agai
     seen_again = gateway.lifecycle.check_not_expiring(retry, SYSTEM, IMAGE)
     done = gateway.lifecycle.complete(retry, dataclasses.replace(outcome,
                                                                  expiries_seen=seen_again))
-    assert (done.status, done.image_id, done.tags) == (Status.READY, IMAGE, ("ubuntu:jammy",))
+    assert (done.record.status, done.record.image_id, done.record.tags) == (
+        Status.READY, IMAGE, ("ubuntu:jammy",))
 
 
 def test_re_pulls_of_a_ready_image_answer_from_the_cache_like_lookups(

@@ -168,11 +168,35 @@ def test_default_credentials_are_only_for_the_default_location(
 
 
 def test_credentials_do_not_make_a_public_image_private(
-    client: Any, caller: Caller, registry_anon: RegistryEndpoint, repo_name: str
+    gateway_env: GatewayEnv, caller: Caller, registry_anon: RegistryEndpoint, repo_name: str
 ) -> None:
     push_image(catalog.build("busybox"), registry_anon.url, repo_name, "v1")
-    tag = f"{repo_name}:v1"
-    done = pull_private(client, caller, tag, USER_A, {"allowed_uids": str(uid_of(USER_A))},
-                        {"default": PULLER})
-    assert (done["status"], done["userACL"]) == ("READY", [])
-    assert lookup(client, caller, tag, USER_B).status_code == 200
+    host, port = registry_anon.netloc.split(":")
+    with TlsRelay((host, int(port))) as public:
+        gateway_env.add_location("public", public.url, str(public.ca_file))
+        with running_app(gateway_env.config()) as client:
+            tag = f"public/{repo_name}:v1"
+            done = pull_private(client, caller, tag, USER_A,
+                                {"allowed_uids": str(uid_of(USER_A))}, {"public": PULLER})
+            assert (done["status"], done["userACL"]) == ("READY", [])
+            assert lookup(client, caller, tag, USER_B).status_code == 200
+
+
+def test_a_login_is_never_sent_over_plain_http(
+    client: Any, caller: Caller, gateway_env: GatewayEnv, registry_anon: RegistryEndpoint,
+    repo_name: str,
+) -> None:
+    """The default location here is the plain-http registry: a pull that carries a login
+    for it is refused with the reason, and goes ahead without the login."""
+    push_image(catalog.build("busybox"), registry_anon.url, repo_name, "v1")
+    url = f"/api/pull/{SYSTEM}/docker/{repo_name}:v1/"
+    refused = client.post(url, headers=caller.with_credentials(USER_A, {"default": PULLER}),
+                          json={"allowed_uids": str(uid_of(USER_A))})
+    location = gateway_env.data["DefaultImageLocation"]
+    assert error_of(refused, 400) == (
+        f"cannot pull {repo_name}:v1 with your registry login: {location} is served over "
+        "plain http, and this gateway never sends credentials in clear text (hint: pull it "
+        f"without a login for {location} (shifterimg logout), or ask the gateway's admins "
+        "to serve it over https)")
+    done = pull_until_done(client, caller, f"{repo_name}:v1", USER_A)
+    assert done["status"] == "READY"

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from shifter.gateway import store_images as images
 from shifter.gateway import store_jobs as jobs
 from shifter.gateway.authn import requester_for
 from shifter.gateway.config import gateway_config_from_data
@@ -163,7 +164,8 @@ def test_an_unchanged_image_is_not_converted_again(
         first = pull(client, caller, f"{repo_name}:v1")
         image_id = first["id"]
         image, sidecar = (env.image_dir / f"{image_id}.{s}" for s in ("squashfs", "json"))
-        before = {path: identity(path) for path in (image, sidecar)}
+        before = identity(image)
+        config = json.loads(sidecar.read_text())["config_digest"]
         assert UNCHANGED not in caplog.text
         empty_layer_cache(env)
         requests = len(proxy.requests)
@@ -171,11 +173,14 @@ def test_an_unchanged_image_is_not_converted_again(
         second = pull(client, caller, again, after=first["last_pull"])
 
     assert second["id"] == image_id
-    assert {path: identity(path) for path in (image, sidecar)} == before, "converted again"
+    assert identity(image) == before, "converted again"
     assert UNCHANGED in caplog.text
     # Only the config (for ENV, ENTRY, WORKDIR, labels): no layer was fetched.
-    config = json.loads(sidecar.read_text())["config_digest"]
     assert [path.rsplit("/", 1)[1] for path in blob_paths(proxy, requests)] == [config]
+    # The sidecar describes the latest pull: its source, not the first one's.
+    document = json.loads(sidecar.read_text())
+    assert (document["source"]["reference"], document["conversion"]["skipped"]) == (
+        again, None)
     assert sorted(second["tag"]) == sorted({f"{repo_name}:v1", again})
     assert (second["ENV"], second["ENTRY"]) == (first["ENV"], first["ENTRY"])
     meta = read_meta(str(env.image_dir / f"{image_id}.meta"))
@@ -244,12 +249,12 @@ def test_a_deleted_sidecar_is_published_again_without_converting(
     check_clean(env, first["id"])
 
 
-def test_a_private_image_is_kept_only_while_its_acl_stays(
+def test_a_private_image_keeps_its_file_when_its_acl_changes(
     gateway_env: GatewayEnv, private_registry: RegistryEndpoint, caller: Caller,
     repo_name: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Same ACL: the file (mode 0600 and its POSIX ACL) stays. Other ACLs: the image is
-    converted and published again with them; a file's access is never changed in place."""
+    """A re-pull with other ACLs converts nothing: the image file (same inode) gets the new
+    POSIX ACL in place, and `.meta` the new USERACL."""
     tag = push_private(private_registry, repo_name)
     logins = {PRIVATE: f"puller:{private_registry.credentials['puller']}"}
 
@@ -270,11 +275,12 @@ def test_a_private_image_is_kept_only_while_its_acl_stays(
         changed = private_pull(client, USER_B, same["last_pull"])
     assert changed["id"] == first["id"]
     assert changed["userACL"] == sorted([uid_of(USER_A), uid_of(USER_B)])
-    assert identity(image) != before
-    assert caplog.text.count("(unchanged, not converted again)") == 1
+    assert identity(image)[0] == before[0]
+    assert caplog.text.count("(unchanged, not converted again)") == 2
     assert readers(image) == [USER_A, USER_B]
-    meta = read_meta(str(gateway_env.image_dir / f"{first['id']}.meta"))
-    assert list(meta.user_acl) == changed["userACL"]
+    meta = gateway_env.image_dir / f"{first['id']}.meta"
+    assert list(read_meta(str(meta)).user_acl) == changed["userACL"]
+    assert readers(meta) == [USER_A, USER_B]
 
 
 def test_a_remote_platform_keeps_its_image_file(
@@ -368,7 +374,7 @@ def records(tmp_path: Path) -> Iterator[Records]:
 
 def test_a_reuse_folds_into_the_ready_record(records: Records) -> None:
     records.complete(records.pull("a:1"), reused=False)
-    done = records.complete(records.pull("a:2"), reused=True)
+    done = records.complete(records.pull("a:2"), reused=True).record
     assert (done.status, done.tags) == (Status.READY, ("a:1", "a:2"))
     assert records.lookup("a:2").pk == records.lookup("a:1").pk
 
@@ -387,10 +393,12 @@ def test_a_reuse_whose_image_was_expired_meanwhile_is_deferred(records: Records)
     assert records.lookup("a:2").image_id == IMAGE
 
 
-def test_a_reuse_whose_acl_changed_meanwhile_is_deferred(records: Records) -> None:
+def test_a_reuse_with_other_acls_keeps_each_tags_own(records: Records) -> None:
     records.complete(records.pull("p:1", (ALICE.uid,)), reused=False, users=(ALICE.uid,))
-    job = records.pull("p:2", (ALICE.uid, 7))
-    with pytest.raises(Deferred):
-        records.complete(job, reused=True, users=(ALICE.uid, 7))
-    done = records.complete(job, reused=True, users=(ALICE.uid,))
-    assert (done.user_acl, done.tags) == ((ALICE.uid,), ("p:1", "p:2"))
+    done = records.complete(records.pull("p:2", (ALICE.uid, 7)), reused=True,
+                            users=(ALICE.uid, 7)).record
+    assert (done.user_acl, done.tags) == ((7, ALICE.uid), ("p:1", "p:2"))
+    assert records.lookup("p:1").user_acl == (ALICE.uid,)
+    with records.store.reading() as conn:
+        (files,) = images.ready_with_id(conn, SYSTEM, IMAGE)
+    assert (files.private, files.user_acl) == (True, (7, ALICE.uid))  # the union

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import re
 import socket
 import time
@@ -196,9 +197,38 @@ def test_a_running_gateway_logs_each_request(
     wait_for(lambda: "path=/api/list/testsys/ status=200 user=shiftertest1(" in server.log_tail(),
              timeout=10, what="the access log line")
     line = next(line for line in server.log_tail().splitlines() if "path=/api/list/" in line)
-    assert re.search(r"\[[0-9a-f]{12}\]: request method=GET", line)
+    host = re.escape(os.uname().nodename)
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z " + host + r" \d+ INFO "
+                    r"shifter\.gateway\.access \[[0-9a-f]{12}\]: request method=GET", line), line
+    # The server's own lines (uvicorn's start-up) come in the same format.
+    started = next(line for line in server.log_tail().splitlines() if "Uvicorn running" in line)
+    assert re.match(r"\d{4}-\d\d-\d\dT\S+Z " + host + r" \d+ INFO uvicorn\.error \[-\]: ",
+                    started), started
     # A percent-encoded newline must not forge a log line.
     request(server, "GET", f"/api/lookup/{SYSTEM}/docker/a%0Aforged:1/", caller.headers(USER_A))
     wait_for(lambda: "a\\nforged:1/ status=404" in server.log_tail(), timeout=10,
              what="the escaped access log line")
     assert not any(line.startswith("forged") for line in server.log_tail().splitlines())
+
+
+def test_a_log_file_in_json_lines_with_polls_at_debug(
+    gateway_env: GatewayEnv, gateway_servers: Callable[..., GatewayServer], caller: Caller,
+    tmp_path: Path,
+) -> None:
+    log_file = tmp_path / "gateway.jsonl"
+    server = gateway_servers(gateway_env.write(LogFile=str(log_file), LogFormat="json"))
+    request(server, "GET", f"/api/list/{SYSTEM}/", caller.headers(USER_A))
+    request(server, "GET", "/healthz", {})
+
+    def entries() -> list[dict[str, Any]] | None:
+        found = [json.loads(line) for line in log_file.read_text().splitlines()]
+        return found if any("path=/api/list/" in e["message"] for e in found) else None
+
+    found = wait_for(entries, timeout=10, what="the access line in the log file")
+    assert all(set(e) >= {"time", "host", "pid", "level", "logger", "request_id", "message"}
+               for e in found)
+    listed = next(e for e in found if "path=/api/list/" in e["message"])
+    assert (listed["level"], listed["logger"], len(listed["request_id"])) == (
+        "INFO", "shifter.gateway.access", 12)
+    assert not any("path=/healthz" in e["message"] for e in found)  # a probe: DEBUG
+    assert any(e["logger"] == "uvicorn.error" for e in found)

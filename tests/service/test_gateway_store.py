@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from shifter.gateway import store_images as images
 from shifter.gateway import store_jobs as jobs
-from shifter.gateway.records import Status
+from shifter.gateway.records import PUBLIC_TAG, Status
 from shifter.gateway.store import MetadataStore, StoreError
 from shifter.gateway.store_schema import SCHEMA_VERSION, SchemaError, schema_version
 
@@ -72,8 +72,8 @@ def test_a_tag_points_at_one_image(store: MetadataStore) -> None:
 
     first = store.write(lambda conn: ready(conn, "a:1"))
     second = store.write(lambda conn: ready(conn, "b:1"))
-    store.write(lambda conn: images.point_tag(conn, "sys", "docker", "t:1", first))
-    store.write(lambda conn: images.point_tag(conn, "sys", "docker", "t:1", second))
+    store.write(lambda conn: images.point_tag(conn, "sys", "docker", "t:1", first, PUBLIC_TAG))
+    store.write(lambda conn: images.point_tag(conn, "sys", "docker", "t:1", second, PUBLIC_TAG))
     with store.reading() as conn:
         found = images.ready_by_tag(conn, "sys", "docker", "t:1")
         assert found is not None and found.pk == second
@@ -222,3 +222,57 @@ def test_metrics_rows_come_back_newest_last(store: MetadataStore) -> None:
         rows = images.recent_metrics(conn, "sys", 20)
     assert len(rows) == 20
     assert [row["time"] for row in rows] == [float(n) for n in range(10, 30)]
+
+
+def test_a_version_1_store_gives_each_tag_its_images_access_and_custom_owners(
+    store_url: str,
+) -> None:
+    """Version 1 kept access on the image: after the upgrade every tag has what its image
+    had, a custom tag's owner is its first importer in the job history, and a custom tag
+    with no import left in the history has no owner (only admins may change it)."""
+    import json
+
+    from sqlalchemy import create_engine, text
+
+    url = store_url
+    MetadataStore.open(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for table, column in (("tags", "private"), ("tags", "user_acl"), ("tags", "group_acl"),
+                              ("tags", "owner"), ("images", "owner")):
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        conn.execute(text("UPDATE schema_version SET version = 1"))
+        for pk, itype, acl in ((1, "docker", "[1001]"), (2, "custom", "[]"),
+                               (3, "custom", "[]")):
+            conn.execute(text(
+                "INSERT INTO images (pk, system, itype, pulltag, status, image_id, user_acl, "
+                "group_acl, private, created) VALUES (:pk, 'sys', :itype, :tag, 'READY', :id, "
+                ":acl, '[7]', :private, 1.0)"),
+                {"pk": pk, "itype": itype, "tag": f"t{pk}:1", "id": str(pk) * 64, "acl": acl,
+                 "private": itype == "docker"})
+            conn.execute(text("INSERT INTO tags (system, itype, tag, image_pk) "
+                              "VALUES ('sys', :itype, :tag, :pk)"),
+                         {"pk": pk, "itype": itype, "tag": f"t{pk}:1"})
+        for uid in (1002, 1003):  # two imports of t2:1: the first importer owns it
+            conn.execute(text(
+                "INSERT INTO jobs (kind, system, params, state, needs_credentials, "
+                "accepted_by, not_before, attempts, created, outcome) VALUES ('import', 'sys', "
+                ":params, 'done', :no, 'gw', 0, 1, 1.0, :outcome)"),
+                {"params": json.dumps({"tag": "t2:1", "requester": {"uid": uid, "gid": uid}}),
+                 "outcome": f"ready: {'2' * 64}", "no": False})
+    engine.dispose()
+
+    store = MetadataStore.open(url)
+    try:
+        with store.reading() as conn:
+            docker = images.ready_by_tag(conn, "sys", "docker", "t1:1")
+            owned = images.tag_target(conn, "sys", "custom", "t2:1")
+            unowned = images.tag_target(conn, "sys", "custom", "t3:1")
+            version = conn.execute(text("SELECT version FROM schema_version")).scalar()
+    finally:
+        store.close()
+    assert docker is not None
+    assert (docker.private, docker.user_acl, docker.group_acl) == (True, (1001,), (7,))
+    assert owned is not None and owned[1].owner == 1002
+    assert unowned is not None and unowned[1].owner is None
+    assert version == 2

@@ -70,6 +70,11 @@ def queue_shows(server: GatewayServer, status: str) -> bool:
     return any(entry["status"] == status for entry in listed)
 
 
+def failures(store: MetadataStore) -> list[Any]:
+    with store.reading() as conn:
+        return images.with_status(conn, SYSTEM, [Status.FAILURE])
+
+
 def pull_jobs(store: MetadataStore) -> list[dict[str, Any]]:
     with store.reading() as conn:
         return [row for row in jobs.job_rows(conn) if row["kind"] == "pull"]
@@ -218,10 +223,11 @@ def test_a_private_pull_taken_over_without_credentials_fails_clearly(
     killed_private_pull: KilledPull, store: MetadataStore
 ) -> None:
     second = killed_private_pull.survivor
-    # Nobody re-sends the credentials (the client went away): only the queue is watched.
-    wait_for(lambda: queue_shows(second, "FAILURE"), what="the takeover to give up")
-    with store.reading() as conn:
-        (record,) = images.with_status(conn, SYSTEM, [Status.FAILURE])
+    # Nobody re-sends the credentials (the client went away): only the records are watched
+    # (the unauthenticated queue does not show pulls made with credentials).
+    wait_for(lambda: failures(store), what="the takeover to give up")
+    assert not queue_shows(second, "FAILURE")
+    (record,) = failures(store)
     assert record.status_message == (
         "the gateway process that accepted this pull stopped before finishing it, and "
         "registry credentials are never stored; pull the image again")

@@ -24,6 +24,7 @@ from tests.service.test_transfer_support import (
     acl_of,
     assert_private,
     assert_public,
+    check_access_changes_in_place,
     check_meta_last,
     check_private_for_group,
     check_private_for_user,
@@ -215,3 +216,9 @@ def test_missing_image_dir_is_named(tmp_path: Path) -> None:
     )
     assert caught.value.hint == "create imageDir and make it writable by the gateway account"
 
+
+
+def test_access_changes_in_place(
+    transfer: LocalTransfer, image_dir: Path, tmp_path: Path
+) -> None:
+    check_access_changes_in_place(transfer, image_dir, tmp_path / "expand")

@@ -22,6 +22,7 @@ from shifter.gateway.transfer import ImageTransfer, RemoteTransfer, TransferErro
 from shifter.gateway.transfer_remote import STAGING_PREFIX
 from tests.service.test_transfer_support import (
     assert_public,
+    check_access_changes_in_place,
     check_meta_last,
     check_private_for_group,
     check_private_for_user,
@@ -228,3 +229,9 @@ def test_sshd_fixture_lets_the_account_in_and_stops_by_pid() -> None:
     assert not process_running(server.pid)
     assert processes_mentioning(str(server.directory)) == []
     assert not server.directory.exists()
+
+
+def test_access_changes_in_place_over_ssh(
+    transfer: ImageTransfer, image_dir: Path, tmp_path: Path
+) -> None:
+    check_access_changes_in_place(transfer, image_dir, tmp_path / "expand")

@@ -222,3 +222,40 @@ def check_private_for_group(transfer: ImageTransfer, image_dir: Path, source_dir
         "user::rw-", "group::---", f"group:{gid}:r--", "mask::r--", "other::---",
     ]
 
+
+
+def check_access_changes_in_place(
+    transfer: ImageTransfer, image_dir: Path, source_dir: Path
+) -> None:
+    """`ImageFiles.change_access`: the image keeps its inode while its access widens to
+    public and narrows to a group; `.meta` follows with its ACL lines; the sidecar keeps
+    the access it was published with."""
+    from shifter.gateway.image_files import ImageFiles as PublishedImage
+    from shifter.image.meta import read_meta
+
+    users = accounts()
+    files = make_image(source_dir)
+    reader = ImageAccess(True, user_ids=(users.reader_uid,))
+    transfer.publish(files.all, access=reader)
+    image, meta = image_dir / files.image.name, image_dir / files.meta.name
+    inode = image.stat().st_ino
+    published = PublishedImage(transfer, files.id, "squashfs", scratch=source_dir / "scratch")
+    assert transfer.read_text(files.meta.name) == files.meta.read_text()
+
+    published.change_access(reader, ImageAccess.PUBLIC)
+    for path in (image, meta):
+        assert_public(path)
+    assert read_meta(str(meta)).user_acl == ()
+    assert_private(image_dir / files.sidecar.name, readers=(READER,))
+
+    group = ImageAccess(True, group_ids=(users.group_gid,))
+    published.change_access(ImageAccess.PUBLIC, group)
+    for path in (image, meta):
+        assert_private(path, readers=(READER,))
+        assert acl_of(path) == [
+            "user::rw-", "group::---", f"group:{users.group_gid}:r--", "mask::r--",
+            "other::---",
+        ]
+    assert read_meta(str(meta)).group_acl == (users.group_gid,)
+    assert image.stat().st_ino == inode
+    assert meta.read_text().startswith("FORMAT: squashfs\n")

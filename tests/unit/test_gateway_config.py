@@ -304,6 +304,22 @@ def test_locations_default_to_https_of_their_name_and_restrict_registries() -> N
     assert caught.value.hint == "the gateway may pull from: hub, localhost:5000, quay.io"
 
 
+def test_a_plain_http_location_that_expects_credentials_is_refused_unless_allowed() -> None:
+    refused = only_problem(DefaultImageLocation="builds:5000", Locations={
+        "builds:5000": {"url": "http://builds:5000", "authentication": "http"}})
+    assert str(refused).startswith(
+        "gw.json:5 key 'Locations.builds:5000.url': http://builds:5000 is plain http, and "
+        "authentication 'http' says this registry takes credentials")
+    assert '"allowPlainHttpCredentials": true' in str(refused)
+    allowed = config_with(DefaultImageLocation="builds:5000", Locations={"builds:5000": {
+        "url": "http://builds:5000", "authentication": "http",
+        "allowPlainHttpCredentials": True}})
+    assert not allowed.location_for("builds:5000").refuses_credentials
+    anonymous = config_with(DefaultImageLocation="builds:5000", Locations={
+        "builds:5000": {"url": "http://builds:5000"}})
+    assert anonymous.location_for("builds:5000").refuses_credentials
+
+
 def test_without_locations_a_registry_name_must_still_be_a_host_name() -> None:
     with pytest.raises(UnknownLocationError) as caught:
         GatewayConfig.default().location_for("evil.org/x")

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from shifter.gateway.access import ImageAccess, union_access
 from shifter.gateway.authn import authorized_locations
 from shifter.gateway.credentials import (
     CredentialVault,
@@ -13,8 +14,17 @@ from shifter.gateway.credentials import (
     credentials_for,
     parse_credential,
 )
-from shifter.gateway.lifecycle import final_acls
-from shifter.gateway.records import ImageRecord, Requester, Status, parse_id_list, to_response
+from shifter.gateway.lifecycle import Outcome, tag_access_after
+from shifter.gateway.records import (
+    ImageRecord,
+    Requester,
+    Status,
+    TagAccess,
+    listed_views,
+    parse_id_list,
+    tag_view,
+    to_response,
+)
 from shifter.gateway.settings import ServiceSettings
 
 USER = Requester(uid=1, gid=1, user="u", groups=frozenset({1, 40}))
@@ -149,14 +159,57 @@ def test_credential_payloads(payload: bytes, locations: dict[str, str]) -> None:
     assert authorized_locations(payload) == locations
 
 
-def test_final_acls() -> None:
+def _asked(private: bool, users: tuple[int, ...], groups: tuple[int, ...],
+           who: Requester) -> Outcome:
+    return Outcome(image_id="ab" * 32, private=private, user_acl=users, group_acl=groups,
+                   requester=who)
+
+
+def test_tag_access_after_a_pull() -> None:
     owner = Requester(uid=10, gid=10)
     stranger = Requester(uid=20, gid=20)
-    existing = record(private=True, user_acl=(10,), group_acl=(5,))
-    assert final_acls(None, True, (10, 11), (), owner) == ((10, 11), (), True)
-    assert final_acls(existing, True, (10,), (), owner) == ((10,), (), True)  # owner edits
-    assert final_acls(existing, True, (20,), (6,), stranger) == ((10, 20), (5, 6), True)
-    assert final_acls(existing, False, (20,), (6,), stranger) == ((), (), False)
+    current = TagAccess(True, (10,), (5,))
+    assert tag_access_after(None, _asked(True, (10, 11), (), owner), None) == TagAccess(
+        True, (10, 11), ())
+    # Someone the tag admits sets its ACL; a stranger who proved registry access adds theirs.
+    assert tag_access_after(current, _asked(True, (10,), (), owner), None) == TagAccess(
+        True, (10,), ())
+    assert tag_access_after(current, _asked(True, (20,), (6,), stranger), None) == TagAccess(
+        True, (10, 20), (5, 6))
+    assert tag_access_after(current, _asked(False, (), (), stranger), None) == TagAccess()
+    # A custom tag keeps its first importer; one from before owners stays the admins'.
+    assert tag_access_after(None, _asked(False, (), (), owner), 10).owner == 10
+    assert tag_access_after(TagAccess(owner=10), _asked(False, (), (), stranger), 20).owner == 10
+    assert tag_access_after(TagAccess(), _asked(False, (), (), stranger), 20).owner is None
+
+
+def test_the_files_of_an_image_admit_everyone_any_tag_admits() -> None:
+    one, two = ImageAccess(True, (1,), (7,)), ImageAccess(True, (2,))
+    assert union_access([]) is None
+    assert union_access([one, two]) == ImageAccess(True, (1, 2), (7,))
+    assert union_access([one, ImageAccess.PUBLIC, two]) == ImageAccess.PUBLIC
+    assert ImageAccess.PUBLIC.covers(one) and not one.covers(ImageAccess.PUBLIC)
+    assert union_access([one, two]).covers(one) and not one.covers(two)  # type: ignore[union-attr]
+
+
+def test_a_tag_shows_its_own_access_and_only_tags_the_viewer_may_use() -> None:
+    private = TagAccess(True, (USER.uid,))
+    stranger = Requester(uid=99, gid=99)
+    shared = record(image_id="ab" * 32, tags=("pub:1", "secret:1"), private=False,
+                    tag_access=(("pub:1", TagAccess()), ("secret:1", private)))
+    secret = tag_view(shared, "secret:1")
+    assert (secret.readable_by(USER), secret.readable_by(stranger)) == (True, False)
+    assert tag_view(shared, "pub:1").readable_by(stranger)
+    assert to_response(tag_view(shared, "pub:1"), stranger)["tag"] == ["pub:1"]
+    assert to_response(secret, USER)["tag"] == ["pub:1", "secret:1"]
+    assert to_response(secret, USER)["userACL"] == [USER.uid]
+    assert [view.tags for view in listed_views(shared, stranger)] == [("pub:1",)]
+    assert [(view.tags, view.user_acl) for view in listed_views(shared, USER)] == [
+        (("pub:1",), ()), (("secret:1",), (USER.uid,))]
+
+
+def test_a_ready_record_without_an_entrypoint_says_missing() -> None:
+    assert to_response(record(image_id="ab" * 32, entry=None))["ENTRY"] == "MISSING"
 
 
 def test_service_settings_from_the_environment() -> None:

@@ -21,6 +21,7 @@ from shifter.image.meta import (
     parse_argv_list,
     parse_meta,
     read_meta,
+    with_acls,
 )
 from shifter.keyvalue import WHITESPACE
 
@@ -272,3 +273,21 @@ def test_reading_meta_loads_no_heavy_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+ids = st.lists(st.integers(min_value=0, max_value=2**32 - 1), max_size=5, unique=True)
+
+
+@given(users=ids, groups=ids, new_users=ids, new_groups=ids,
+       env=st.lists(st.from_regex(r"[A-Z]{1,5}=[a-z:/ ]{0,10}", fullmatch=True), max_size=3))
+def test_acl_lines_are_replaced_and_nothing_else_changes(
+    users: list[int], groups: list[int], new_users: list[int], new_groups: list[int],
+    env: list[str],
+) -> None:
+    written, _ = format_meta("squashfs", env=env, entrypoint=["/bin/sh"], workdir="/w",
+                             user_acl=users, group_acl=groups)
+    expected, _ = format_meta("squashfs", env=env, entrypoint=["/bin/sh"], workdir="/w",
+                              user_acl=new_users, group_acl=new_groups)
+    assert with_acls(written, new_users, new_groups) == expected
+    meta = parse_meta(with_acls(written, new_users, new_groups))
+    assert (list(meta.user_acl), list(meta.group_acl)) == (new_users, new_groups)

@@ -2,6 +2,7 @@
 
     shifter-imagegw convert IMAGE_REF DEST_DIR   pull and convert one image (imagegw_convert)
     shifter-imagegw serve                        REST API and pull workers (imagegw_serve)
+    shifter-imagegw prune                        shrink the layer cache (imagegw_prune)
 
 Each subcommand module provides `add_parser(subparsers)`, which registers its options and
 sets `handler` to the function that runs it. Heavy imports happen inside the handlers.
@@ -14,10 +15,10 @@ import sys
 from collections.abc import Sequence
 
 from shifter import __version__
-from shifter.cli import common, imagegw_convert, imagegw_serve
+from shifter.cli import common, imagegw_convert, imagegw_prune, imagegw_serve
 
 PROG = "shifter-imagegw"
-SUBCOMMANDS = (imagegw_convert, imagegw_serve)
+SUBCOMMANDS = (imagegw_convert, imagegw_serve, imagegw_prune)
 
 
 def build_parser() -> argparse.ArgumentParser:

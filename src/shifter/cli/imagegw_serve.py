@@ -47,36 +47,12 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _log_config(level: str) -> dict[str, Any]:
-    """Logging for uvicorn and the gateway: host:pid, request id, one line per request."""
-    from shifter.gateway.app import log_format
-
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "shifter.gateway.app.RequestIdFilter"}},
-        "formatters": {"gateway": {"format": log_format()}},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "gateway",
-                "filters": ["request_id"],
-                "stream": "ext://sys.stderr",
-            }
-        },
-        "root": {"handlers": ["stderr"], "level": level.upper()},
-        "loggers": {
-            "uvicorn.access": {"level": "WARNING"},  # the app logs each request itself
-            "httpx": {"level": "WARNING"},
-        },
-    }
-
-
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from shifter.errors import ConfigError
     from shifter.gateway.config import gateway_config_path, load_gateway_config
+    from shifter.gateway.logsetup import uvicorn_log_config
     from shifter.gateway.settings import ServiceSettings
 
     config = load_gateway_config(args.config)
@@ -100,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "workers": args.workers,
-        "log_config": _log_config(level),
+        "log_config": uvicorn_log_config(level, log_file=config.log_file,
+                                         log_format=config.log_format),
         "timeout_keep_alive": KEEP_ALIVE_S,
         "timeout_graceful_shutdown": GRACEFUL_S,
         "proxy_headers": False,

@@ -169,6 +169,7 @@ def pull_and_convert(
             pull = _Pull(client, cache, resolved, dest, options)
             return pull.run(tuple(user_acl or ()), tuple(group_acl or ()))
     finally:
+        cache.release()  # its layers may be pruned from now on
         options.progress.close()
 
 

@@ -79,6 +79,20 @@ class ImageAccess:
         object.__setattr__(self, "user_ids", users)
         object.__setattr__(self, "group_ids", groups)
 
+    def covers(self, other: ImageAccess) -> bool:
+        """Whether everyone `other` admits is admitted by this one too."""
+        if not self.private:
+            return True
+        return (other.private and set(other.user_ids) <= set(self.user_ids)
+                and set(other.group_ids) <= set(self.group_ids))
+
+    def widened(self, other: ImageAccess) -> ImageAccess:
+        """Admits everyone either admits."""
+        if not self.private or not other.private:
+            return ImageAccess.PUBLIC
+        return ImageAccess(True, (*self.user_ids, *other.user_ids),
+                           (*self.group_ids, *other.group_ids))
+
     @property
     def mode(self) -> int:
         """Permission bits before the ACL is applied (which widens the group bits to r)."""
@@ -112,3 +126,12 @@ class ImageAccess:
 
 
 ImageAccess.PUBLIC = ImageAccess(False)
+
+
+def union_access(accesses: Iterable[ImageAccess]) -> ImageAccess | None:
+    """The access of files shared by several tags: everyone any of them admits (None: no
+    tags)."""
+    result: ImageAccess | None = None
+    for access in accesses:
+        result = access if result is None else result.widened(access)
+    return result

@@ -10,6 +10,7 @@
     GET  /api/metrics/{system}/?limit=N            [row, ...]                    (admins)
     GET  /api/queue/{system}/                      {"list": [{"status", "image"}]}
     GET  /metrics                                  Prometheus text
+    GET  /healthz                                  {"status": "ok"} or 503 with "problems"
 
 The tag is a path parameter: the server percent-decodes the URL before routing, so the C
 client's `org%2Frepo%3Atag` arrives as `org/repo:tag`. Blocking work (the munge decoding,
@@ -78,6 +79,17 @@ router = APIRouter()
 @router.get("/", response_class=PlainTextResponse)
 def index() -> str:
     return "{lookup,pull,expire,list}"
+
+
+@router.get("/healthz")
+@router.get("/health", include_in_schema=False)
+def healthz(gateway: Service) -> JSONResponse:
+    """200 when the store answers and every platform's munged decodes (`health`); 503
+    naming what fails otherwise. No credential needed."""
+    problems = gateway.health.problems()
+    if problems:
+        return JSONResponse({"status": "failing", "problems": list(problems)}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @router.get("/api/list/{system}/")

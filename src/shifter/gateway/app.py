@@ -12,19 +12,18 @@ named by GWCONFIG (else /etc/shifter/imagemanager.json) and is the factory for s
 `RequestGuard` wraps every request: it gives it an id (logged with every line written while
 it runs), reads the whole body up front, refusing one larger than `max_body_bytes` (413)
 or slower than `body_timeout_s` (408), and logs one line per request with its status, user
-and image. Errors keep the original's body, `{"status", "error", "message"}`, with a
-proper status (400, 401, 403, 404, 413, 503...).
+and image (at DEBUG for polls: a pull re-POSTed while in flight, the queue, `/healthz`,
+`/metrics`). Logging is `logsetup`'s. Errors keep the original's body, `{"status",
+"error", "message"}`, with a proper status (400, 401, 403, 404, 413, 503...).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import gc
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -42,6 +41,7 @@ from shifter.gateway.api import router
 from shifter.gateway.config import GatewayConfig, load_gateway_config
 from shifter.gateway.failures import INTERNAL_ERROR, describe, error_body, http_status_for
 from shifter.gateway.hotpath import HotRoutes
+from shifter.gateway.logsetup import REQUEST_ID, configure_logging
 from shifter.gateway.service import GatewayService
 from shifter.gateway.settings import ServiceSettings
 
@@ -52,17 +52,7 @@ access_log = logging.getLogger("shifter.gateway.access")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 # Threads that run blocking request work (munge, the store): anyio's default is 40.
 REQUEST_THREADS = 8
-REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds `request_id` to every record (`-` outside a request), for the log format."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = REQUEST_ID.get()
-        return True
-
-
+POLLED_PATHS = frozenset({"/healthz", "/health", "/metrics"})
 class RequestGuard:
     """Pure ASGI middleware: request id, body limits, access log line, request metrics."""
 
@@ -129,7 +119,11 @@ class RequestGuard:
             service.metrics.requests.labels(route, method, str(status)).inc()
             service.metrics.latency.labels(route).observe(seconds)
         state = scope.get("state") or {}
-        access_log.info(
+        # Polls (a pull re-POSTed while in flight, the queue, probes) would drown the rest.
+        polled = state.get("poll") or scope["path"] in POLLED_PATHS or route.startswith(
+            "/api/queue")
+        access_log.log(
+            logging.DEBUG if polled else logging.INFO,
             "request method=%s path=%s status=%d user=%s image=%s ms=%d",
             _printable(scope["method"]), _printable(scope["path"]), status,
             state.get("user", "-"), _printable(state.get("image", "-")), int(seconds * 1000),
@@ -242,26 +236,5 @@ def create_app_from_env() -> ASGIApp:
     """The app from the config in GWCONFIG (or /etc/shifter/imagemanager.json) and
     SHIFTER_IMAGEGW_* settings: the factory for uvicorn --factory and gunicorn."""
     config = load_gateway_config()
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, log_file=config.log_file, log_format=config.log_format)
     return create_app(config, settings=ServiceSettings.from_environ())
-
-
-def log_format() -> str:
-    """`host:pid LEVEL logger [request id]: message` (the shifter commands' format plus the
-    request id)."""
-    return f"{os.uname().nodename}:%(process)d %(levelname)s %(name)s [%(request_id)s]: " \
-        "%(message)s"
-
-
-def configure_logging(level: str) -> None:
-    """Log to stderr in `log_format` unless the server configured logging already; every
-    handler gets the request id."""
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(log_format()))
-        root.addHandler(handler)
-        root.setLevel(level.upper())
-    for handler in root.handlers:
-        if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
-            handler.addFilter(RequestIdFilter())

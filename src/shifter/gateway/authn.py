@@ -7,8 +7,8 @@ the user name and supplementary groups come from this host's user database (the 
 ran `id -G`; remembered for a minute), and the payload may carry registry credentials
 (`{"authorized_locations": ...}`).
 
-Every API request except `/`, `queue`, `/metrics` and the OpenAPI pages must carry a valid
-credential. The original let a request without the header through as "nobody", which
+Every API request except `/`, `queue`, `/metrics`, `/healthz` and the OpenAPI pages must
+carry a valid credential. The original let a request without the header through as "nobody", which
 opened lookup and list of public images to anyone who could reach the port; here a missing
 header is 401.
 """

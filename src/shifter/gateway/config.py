@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = "/etc/shifter/imagemanager.json"
 DEFAULT_METADATA_STORE = "sqlite:////var/lib/shifter/imagegw.sqlite"
+DEFAULT_CACHE_SIZE_LIMIT = 50 << 30  # 50 GiB: dozens of typical images
 CONFIG_HINT = "every key is described in docs/config-imagemanager.md"
 _BY_DEFAULT = "the default location"
 
@@ -120,6 +121,11 @@ class GatewayConfig(Section):
         PlainSerializer(values.format_expiration),
     ] = Field(values.EXPIRATION_EXAMPLE, alias="ImageExpirationTimeout")
     cache_directory: AbsolutePath = Field("/var/cache/shifter/imagegw", alias="CacheDirectory")
+    # New: the layer cache is pruned to this size after every pull (least recently used
+    # layers first); null for no limit.
+    cache_size_limit: Annotated[
+        int | None, BeforeValidator(values.byte_size), PlainSerializer(values.format_size)
+    ] = Field(DEFAULT_CACHE_SIZE_LIMIT, alias="CacheSizeLimit")
     expand_directory: AbsolutePath = Field("/var/tmp/shifter/imagegw", alias="ExpandDirectory")
     locations: LocationMap = Field({}, alias="Locations")
     platforms: PlatformMap = Field({}, alias="Platforms")
@@ -134,10 +140,18 @@ class GatewayConfig(Section):
         PlainSerializer(lambda users: sorted(users) if isinstance(users, frozenset) else users),
     ] = Field(None, alias="ImportUsers")
     log_level: Annotated[str, BeforeValidator(values.log_level)] = Field("info", alias="LogLevel")
+    # New: where the log goes (default stderr) and in what form (logsetup).
+    log_file: OptionalPath = Field(None, alias="LogFile")
+    log_format: Literal["text", "json"] = Field("text", alias="LogFormat")
     authentication: Annotated[Literal["munge"], BeforeValidator(values.authentication)] = Field(
         "munge", alias="Authentication"
     )
     examiner: OptionalPath = None
+    examiner_timeout: Annotated[
+        timedelta,
+        BeforeValidator(values.seconds),
+        PlainSerializer(lambda duration: int(duration.total_seconds())),
+    ] = Field(600, alias="ExaminerTimeout")
     # New keys: none of these existed in the original.
     metadata_store: Annotated[str, BeforeValidator(values.metadata_store)] = Field(
         DEFAULT_METADATA_STORE, alias="MetadataStore"

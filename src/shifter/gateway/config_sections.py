@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
     model_validator,
 )
 
@@ -60,6 +61,31 @@ class Location(Section):
     url: Annotated[str | None, BeforeValidator(_optional(values.registry_url))] = None
     sslcacert: OptionalPath = None
     auth_method: Literal["token", "basic"] = Field("token", alias="authMethod")
+    # New: users' registry credentials may travel over a plain http:// url (a trusted
+    # internal network only).
+    allow_plain_http_credentials: StrictBool = Field(False, alias="allowPlainHttpCredentials")
+
+    @property
+    def plain_http(self) -> bool:
+        return bool(self.url and self.url.startswith("http://"))
+
+    @property
+    def refuses_credentials(self) -> bool:
+        """Whether users' registry credentials may not be sent to this registry."""
+        return self.plain_http and not self.allow_plain_http_credentials
+
+    @model_validator(mode="after")
+    def _credentials_not_in_clear(self) -> Location:
+        if self.refuses_credentials and self.authentication not in (None, "none"):
+            raise key_error(
+                "url",
+                f"{self.url} is plain http, and authentication {self.authentication!r} "
+                "says this registry takes credentials: the gateway never sends them in clear "
+                "text, so every pull that needs them would fail. Serve the registry over "
+                "https, remove authentication, or set \"allowPlainHttpCredentials\": true "
+                "for a registry on a trusted network",
+            )
+        return self
 
 
 class LocalAccess(Section):

@@ -50,6 +50,35 @@ def whole_number(value: Any, *, minimum: int) -> int:
     return value
 
 
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def byte_size(value: Any) -> int | None:
+    """CacheSizeLimit: bytes, or a number with K, M, G or T (binary units: "50G"); null
+    for no limit."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        if value is not None and value < 0:
+            raise ValueError(f"must not be negative, not {value}")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f'must be a size such as "50G" or a number of bytes, not {show(value)}')
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (text[:-1], text[-1]) if text[-1:] in "KMGT" else (text, "")
+    if not number.strip().isdecimal():
+        raise ValueError(f'must be a size such as "50G" or a number of bytes, not {show(value)}')
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def format_size(size: int | None) -> Any:
+    """A size as `byte_size` reads it back, in the largest unit that divides it."""
+    if size is None:
+        return None
+    for unit in "TGMK":
+        if size and size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit}"
+    return size
+
+
 def seconds(value: Any) -> timedelta:
     """PullUpdateTimeout: a number of seconds."""
     if isinstance(value, timedelta):

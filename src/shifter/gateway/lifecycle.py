@@ -3,13 +3,18 @@
 Every change here happens only while the job's claim is still held (`store_jobs`), in the
 same transaction as the check, so a worker that lost its lease changes nothing and a job
 is completed once. Completing a pull follows the original (contract §2.2, "Completion"):
-a pull of an image already READY on the system under another tag or ACL is folded into
-that record (its tags and ACLs updated, the pull record deleted); otherwise the pull record
-itself becomes READY. The tag then points at that image only.
+a pull of an image already READY on the system under another tag is folded into that
+record (the pull record deleted); otherwise the pull record itself becomes READY. The tag
+then points at that image only, with the access its own pull asked for.
 
-A pull whose image is already READY on the system in the same format and with the same
-access is not converted again (`keeps_files`): the worker publishes only its `.meta`, and
-`complete` checks in its transaction that the READY record still vouches for the files.
+Access belongs to tags (records.py); the files of an image have the union of its tags'
+access. Every change of that union happens under the image's lock, in the transaction that
+records it: `complete` widens the files before the tag is committed, `settle` narrows them
+after (docs/gateway.md, "Who may use an image").
+
+A pull whose image is already READY on the system in the same format is not converted
+again (`keeps_files`): the worker publishes only its `.meta` and sidecar, and `complete`
+checks in its transaction that the READY record still vouches for the files.
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ from sqlalchemy import Connection
 
 from shifter.gateway import store_images as images
 from shifter.gateway import store_jobs as jobs
-from shifter.gateway.access import ImageAccess
+from shifter.gateway.access import ImageAccess, union_access
 from shifter.gateway.config import GatewayConfig
-from shifter.gateway.records import ImageRecord, Requester, Status
+from shifter.gateway.image_files import ImageFiles
+from shifter.gateway.records import ImageRecord, Requester, Status, TagAccess, tag_view
 from shifter.gateway.store import MetadataStore
 from shifter.gateway.store_jobs import Job
 
 log = logging.getLogger(__name__)
+
+FilesFor = Callable[[ImageRecord], ImageFiles]
 
 
 class ClaimLost(Exception):
@@ -43,12 +51,17 @@ class Deferred(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a finished pull or import produced, for its READY record."""
+    """What a finished pull or import produced, for its READY record.
+
+    `private`, `user_acl` and `group_acl` are what the pull asked for (private only when
+    its registry needed credentials and it gave ACLs); the tag's access follows from them
+    (`tag_access_after`)."""
 
     image_id: str
     private: bool
     user_acl: tuple[int, ...]
     group_acl: tuple[int, ...]
+    requester: Requester | None = None
     env: tuple[str, ...] | None = None
     entry: Any = None
     workdir: str | None = None
@@ -56,13 +69,22 @@ class Outcome:
     # No image file was published: the READY record of this image vouches for the one in
     # imageDir (`keeps_files`), which `complete` checks again.
     reused: bool = False
+    # The access the worker gave the image file it published.
+    published: ImageAccess | None = None
     # The image's finished expiries when publishing began (`check_not_expiring`); None:
     # not checked.
     expiries_seen: frozenset[int] | None = None
 
-    @property
-    def access(self) -> ImageAccess:
-        return ImageAccess(self.private, self.user_acl, self.group_acl)
+
+@dataclass(frozen=True)
+class Completed:
+    """A completed pull: the READY record as its tag shows it, the images whose access
+    must be settled now that the tag points where it does (`Lifecycle.settle`), and an
+    image file of another format the record no longer uses."""
+
+    record: ImageRecord
+    to_settle: tuple[str, ...]
+    stale_file: str | None = None
 
 
 class Lifecycle:
@@ -112,7 +134,9 @@ class Lifecycle:
             if not jobs.finish(conn, job.pk, job.claim, instance=self.instance_id,
                                outcome=f"failed: {message}", now=now):
                 return False
-            if job.image_pk is not None:
+            # An access job works on a READY image, which stays READY (its files keep the
+            # wider access; the next change of the image settles them again).
+            if job.image_pk is not None and job.kind != "access":
                 images.update_record(conn, job.image_pk, status=Status.FAILURE,
                                      status_message=message, last_heartbeat=now)
             return True
@@ -121,13 +145,7 @@ class Lifecycle:
 
     def discard(self, job: Job, why: str) -> bool:
         """Finish a job whose record is gone (replaced or cleaned up meanwhile)."""
-
-        def change(conn: Connection) -> bool:
-            assert job.claim is not None
-            return jobs.finish(conn, job.pk, job.claim, instance=self.instance_id,
-                               outcome=f"discarded: {why}", now=self.clock())
-
-        return self.store.write(change)
+        return self.finish(job, f"discarded: {why}")
 
     def release(self, job: Job, delay_s: float) -> bool:
         def change(conn: Connection) -> bool:
@@ -143,17 +161,25 @@ class Lifecycle:
         with self.store.reading() as conn:
             return _expiries(conn, system, image_id, besides=job.image_pk)
 
-    def complete(self, job: Job, outcome: Outcome) -> ImageRecord:
-        """READY: fold into an existing record of the same image or promote the pull record.
-        The outcome's ACLs are final (`final_acls`, applied to the published files too).
-        ClaimLost if the job is no longer ours; Deferred if the image is being expired."""
+    def complete(
+        self, job: Job, outcome: Outcome, files: ImageFiles | None = None
+    ) -> Completed:
+        """READY: fold into an existing record of the same image or promote the pull record,
+        and point the tag at it with the access its pull asked for (`tag_access_after`).
 
-        def change(conn: Connection) -> ImageRecord:
+        Under the image's lock, the files are first given the union of the access they had
+        and the tag's (`files`; None: records only, for tests of the record logic), so
+        nobody loses access here; narrowing, if the tag's access shrank or the tag left
+        another image, is `settle`'s, after this commits. ClaimLost if the job is no longer
+        ours; Deferred if the image is being expired."""
+
+        def change(conn: Connection) -> Completed:
             assert job.claim is not None and job.image_pk is not None
             now = self.clock()
             pulled = images.record(conn, job.image_pk)
             if pulled is None:
                 raise ClaimLost(f"the record of job {job.pk} is gone")
+            images.lock_image(conn, job.system, outcome.image_id)
             finished = _expiries(conn, job.system, outcome.image_id)
             if outcome.expiries_seen is not None and not finished <= outcome.expiries_seen:
                 # An expiry queued after the check before publishing, and finished since:
@@ -162,18 +188,31 @@ class Lifecycle:
             if not jobs.finish(conn, job.pk, job.claim, instance=self.instance_id,
                                outcome=f"ready: {outcome.image_id}", now=now):
                 raise ClaimLost(f"job {job.pk} was taken over")
-            expiration = now + self.config.image_expiration_timeout.total_seconds()
             existing = images.ready_by_image_id(conn, job.system, pulled.itype,
                                                 outcome.image_id, exclude=pulled.pk)
             image_format = pulled.format or self.config.default_image_format
-            if outcome.reused and not keeps_files(existing, image_format, outcome.access):
-                # Expired, or re-published with other ACLs, since the worker decided: the
-                # image file may be gone or readable by others. The retry decides again.
+            if outcome.reused and not keeps_files(existing, image_format):
+                # Expired, or converted to another format, since the worker decided: the
+                # image file may be gone. The retry decides again.
                 raise Deferred(f"image {outcome.image_id} changed while it was re-pulled")
-            values = {"last_pull": now, "last_heartbeat": now, "expiration": expiration,
-                      "private": outcome.private, "user_acl": outcome.user_acl,
-                      "group_acl": outcome.group_acl}
+            pointed = images.tag_target(conn, job.system, pulled.itype, pulled.pulltag)
+            owner = pulled.owner if pulled.itype == "custom" else None
+            access = tag_access_after(pointed[1] if pointed else None, outcome, owner)
+            applied = image_access(access)
             if existing is not None:
+                applied = record_access(existing).widened(applied)
+            before = outcome.published
+            if outcome.reused and existing is not None:
+                before = record_access(existing)
+            if files is not None:
+                files.change_access(before, applied)
+            values = {"last_pull": now, "last_heartbeat": now, "expiration": expiration(
+                self.config, now), "private": applied.private, "user_acl": applied.user_ids,
+                "group_acl": applied.group_ids, "format": image_format}
+            stale = None
+            if existing is not None:
+                if existing.format and existing.format != image_format:
+                    stale = f"{outcome.image_id}.{existing.format}"
                 images.update_record(conn, existing.pk, **values)
                 images.delete_records(conn, [pulled.pk])
                 target = existing.pk
@@ -186,10 +225,46 @@ class Lifecycle:
                     **values,
                 )
                 target = pulled.pk
-            images.point_tag(conn, job.system, pulled.itype, pulled.pulltag, target)
+            settle = [outcome.image_id]
+            if pointed is not None and pointed[0] != target:
+                left = images.record(conn, pointed[0])
+                if left is not None and left.image_id and left.image_id != outcome.image_id:
+                    settle.append(left.image_id)
+            images.point_tag(conn, job.system, pulled.itype, pulled.pulltag, target, access)
             done = images.record(conn, target)
             assert done is not None
-            return done
+            return Completed(tag_view(done, pulled.pulltag), tuple(settle), stale)
+
+        return self.store.write(change)
+
+    def settle(self, system: str, image_id: str, files_for: FilesFor) -> bool:
+        """Give the files of an image the union of its tags' access (public if any tag is),
+        narrowing what `complete` widened or what an expired tag no longer needs. A record
+        with no tags left keeps the access it has. True if anything changed."""
+
+        def change(conn: Connection) -> bool:
+            images.lock_image(conn, system, image_id)
+            changed = False
+            for record in images.ready_with_id(conn, system, image_id):
+                wanted = union_access(image_access(access) for _, access in record.tag_access)
+                applied = record_access(record)
+                if wanted is None or wanted == applied:
+                    continue
+                files_for(record).change_access(applied, wanted)
+                images.update_record(conn, record.pk, private=wanted.private,
+                                     user_acl=wanted.user_ids, group_acl=wanted.group_ids)
+                changed = True
+            return changed
+
+        return self.store.write(change)
+
+    def finish(self, job: Job, outcome: str) -> bool:
+        """Mark a job done that leaves its record as it is; False if the claim was lost."""
+
+        def change(conn: Connection) -> bool:
+            assert job.claim is not None
+            return jobs.finish(conn, job.pk, job.claim, instance=self.instance_id,
+                               outcome=outcome, now=self.clock())
 
         return self.store.write(change)
 
@@ -226,45 +301,56 @@ def _expiries(
 
 
 def record_access(record: ImageRecord) -> ImageAccess:
-    """Who may read a READY record's files in imageDir (the transfer applied it)."""
+    """Who may read a READY record's files in imageDir (the union of its tags')."""
     return ImageAccess(bool(record.private), record.user_acl, record.group_acl)
 
 
-def keeps_files(existing: ImageRecord | None, image_format: str, access: ImageAccess) -> bool:
-    """Whether a pull of the image of READY record `existing` may keep the files already
-    published for it instead of converting: the record being READY means its image file
-    was published (on a remote platform too), in its format and with its access; this
-    pull needs the same format and the same access (mode and ACL of the image file)."""
+def image_access(access: TagAccess) -> ImageAccess:
+    """The file access one tag needs: public unless its ACL restricts it."""
+    return ImageAccess(access.restricted, access.user_acl, access.group_acl)
+
+
+def keeps_files(existing: ImageRecord | None, image_format: str) -> bool:
+    """Whether a pull of the image of READY record `existing` may keep the image file
+    already published for it instead of converting: the record being READY means its file
+    was published (on a remote platform too); this pull needs the same format. Its access
+    is changed in place (`ImageFiles`)."""
     return (
         existing is not None
         and existing.status is Status.READY
         and existing.format == image_format
-        and record_access(existing) == access
     )
+
+
+def expiration(config: GatewayConfig, now: float) -> float:
+    return now + config.image_expiration_timeout.total_seconds()
 
 
 def _list(values: Sequence[str] | None) -> list[str] | None:
     return list(values) if values is not None else None
 
 
-def final_acls(
-    existing: ImageRecord | None,
-    private: bool,
-    user_acl: tuple[int, ...],
-    group_acl: tuple[int, ...],
-    requester: Requester,
-) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
-    """The ACLs of the READY image after this pull.
+def tag_access_after(
+    current: TagAccess | None, outcome: Outcome, owner: int | None
+) -> TagAccess:
+    """A tag's access once its pull is READY.
 
-    A public pull makes the image public: anyone may fetch it from the registry anyway.
-    A private pull by someone the existing ACL admits sets the ACL (how owners change it,
+    A public pull makes the tag public: anyone may fetch it from the registry anyway. A
+    private pull by someone the tag's ACL admits sets the ACL (how owners change it,
     contract §3.3); by someone it does not admit, who just proved registry access with
-    their own credentials, it adds their list, so nobody can revoke another's access.
+    their own credentials, it adds their list, so nobody can revoke another's access. A
+    custom tag keeps its first importer as owner.
     """
-    if not private:
-        return (), (), False
-    users, groups = user_acl, group_acl
-    if existing is not None and existing.restricted and not existing.readable_by(requester):
-        users = tuple(sorted({*users, *existing.user_acl}))
-        groups = tuple(sorted({*groups, *existing.group_acl}))
-    return users, groups, True
+    if current is not None and current.owner is not None:
+        owner = current.owner
+    elif current is not None:
+        owner = None  # from before owners were recorded: stays the admins'
+    if not outcome.private:
+        return TagAccess(owner=owner)
+    users, groups = outcome.user_acl, outcome.group_acl
+    requester = outcome.requester
+    if (current is not None and current.restricted and requester is not None
+            and not current.readable_by(requester)):
+        users = (*users, *current.user_acl)
+        groups = (*groups, *current.group_acl)
+    return TagAccess(True, tuple(sorted(set(users))), tuple(sorted(set(groups))), owner)

@@ -29,11 +29,11 @@ from shifter.gateway import store_images as images
 from shifter.gateway import store_jobs as jobs
 from shifter.gateway.config import GatewayConfig, Platform, UnknownPlatformError
 from shifter.gateway.credentials import CredentialVault, RegistryCredentials, credentials_for
-from shifter.gateway.failures import BadRequest, Forbidden, NotFound
-from shifter.gateway.imports import open_for_user
+from shifter.gateway.failures import BadRequest, NotFound
 from shifter.gateway.manager_admin import AdminRequests
+from shifter.gateway.manager_imports import ImportRequests
 from shifter.gateway.readycache import ReadyCache
-from shifter.gateway.records import IN_FLIGHT, ImageRecord, Requester, Status
+from shifter.gateway.records import IN_FLIGHT, ImageRecord, Requester, Status, listed_views
 from shifter.gateway.settings import ServiceSettings
 from shifter.gateway.store import MetadataStore
 from shifter.gateway.usage import UsageLog
@@ -43,16 +43,14 @@ from shifter.image.reference import split_location
 log = logging.getLogger(__name__)
 
 PULLABLE_TYPES = ("docker",)
-IMPORT_TYPES = ("custom",)
-IMPORT_FORMATS = ("squashfs",)
 # A lookup pushes the expiration back only when the stored one is this much behind, so
 # lookups of a busy image do not all write: expiration is kept to the minute.
 EXPIRATION_STEP_S = 60.0
 
 
-class ImageManager(AdminRequests):
-    """Business logic shared by every request thread of one gateway process (admin
-    requests: `manager_admin`)."""
+class ImageManager(ImportRequests, AdminRequests):
+    """Business logic shared by every request thread of one gateway process (imports:
+    `manager_imports`; admin requests: `manager_admin`)."""
 
     def __init__(
         self,
@@ -146,18 +144,23 @@ class ImageManager(AdminRequests):
         return found
 
     def list(self, system: str, who: Requester) -> list[ImageRecord]:
+        """The READY images the caller may use: one entry per access among the tags of an
+        image the caller may use (`records.listed_views`)."""
         self.platform(system)
         with self.store.reading() as conn:
             ready = images.with_status(conn, system, [Status.READY])
-        return [record for record in ready if record.readable_by(who)]
+        return [view for record in ready for view in listed_views(record, who)]
 
     def queue(self, system: str) -> list[dict[str, str]]:
-        """Work not yet READY (the original's unauthenticated queue view)."""
+        """Work not yet READY (the original's unauthenticated queue view). A pull made with
+        registry credentials or ACLs is left out: the name of a private image is not for
+        everyone (docs/gateway.md)."""
         self.platform(system)
         with self.store.reading() as conn:
             pending = images.with_status(conn, system, [*IN_FLIGHT, Status.FAILURE,
                                                         Status.EXPIRING])
-        return [{"status": str(record.status), "image": record.pulltag} for record in pending]
+        return [{"status": str(record.status), "image": record.pulltag}
+                for record in pending if not record.private]
 
     # -- pull ----------------------------------------------------------------------------
 
@@ -184,6 +187,13 @@ class ImageManager(AdminRequests):
         credentials = credentials_for(
             location, authorized or {}, self.config.default_image_location
         )
+        if credentials is not None and self.config.location_for(location).refuses_credentials:
+            raise BadRequest(
+                f"cannot pull {tag} with your registry login: {location} is served over plain "
+                "http, and this gateway never sends credentials in clear text",
+                hint=f"pull it without a login for {location} (shifterimg logout), or ask the "
+                "gateway's admins to serve it over https",
+            )
         # The caller is always on a non-empty list they give (the original's rule).
         uacl = tuple(sorted({*user_acl, who.uid})) if user_acl else ()
         gacl = tuple(sorted({*group_acl, who.gid})) if group_acl else ()
@@ -228,6 +238,8 @@ class ImageManager(AdminRequests):
             fmt=self.config.default_image_format, params=params,
             needs_credentials=request.credential_ref is not None,
             user_acl=request.user_acl, group_acl=request.group_acl,
+            private=request.credential_ref is not None or bool(request.user_acl
+                                                                or request.group_acl),
         )
         return created, Status.INIT, True
 
@@ -275,10 +287,13 @@ class ImageManager(AdminRequests):
         needs_credentials: bool = False,
         user_acl: tuple[int, ...] = (),
         group_acl: tuple[int, ...] = (),
+        private: bool = False,
     ) -> ImageRecord:
         """Replace the tag's record that is not READY (if any) by a new PENDING one and
         queue its job. Another gateway doing the same at the same moment makes the insert
-        fail on `active_key`; the transaction is retried and then finds that record."""
+        fail on `active_key`; the transaction is retried and then finds that record.
+        `private` marks a pull whose name the queue must not show; the record's `owner`
+        is the requester (a custom tag's owner when its import is the first)."""
         now = self.clock()
         if current is not None and current.status is not Status.READY:
             images.delete_records(conn, [current.pk])
@@ -286,7 +301,7 @@ class ImageManager(AdminRequests):
             conn, system=system, itype=itype, pulltag=tag,
             active_key=images.active_key(system, itype, tag),
             status=Status.PENDING, status_message="PENDING", format=fmt,
-            user_acl=user_acl, group_acl=group_acl,
+            user_acl=user_acl, group_acl=group_acl, private=private, owner=who.uid,
             last_pull=now, last_heartbeat=now, created=now,
         )
         jobs.add_job(
@@ -339,46 +354,6 @@ class ImageManager(AdminRequests):
             return
         log.info("adopted pull %s:%s with re-sent credentials", record.itype, record.pulltag)
         self.on_new_job()
-
-    # -- import --------------------------------------------------------------------------
-
-    def doimport(
-        self, system: str, itype: str, tag: str, who: Requester, *, filepath: Any, fmt: Any
-    ) -> tuple[ImageRecord, Status | None]:
-        """Queue the import of a squashfs file the caller can read (contract §4)."""
-        self.platform(system)
-        if not self.config.import_enabled:
-            raise Forbidden("image import is disabled on this gateway",
-                            hint="the gateway's ImportUsers setting lists who may import")
-        if who.user is None or not self.config.may_import(who.user):
-            raise Forbidden(f"{who.describe()} may not import images",
-                            hint="the gateway's ImportUsers setting lists who may import")
-        tag = self.normal_tag(itype, tag, IMPORT_TYPES)
-        if not isinstance(filepath, str) or not filepath:
-            raise BadRequest("the request must give the image file as \"filepath\"")
-        if fmt not in IMPORT_FORMATS:
-            raise BadRequest(f"cannot import format {fmt!r}", hint='send "format": "squashfs"')
-        # Checked now so the caller hears at once; the worker checks again before copying.
-        os.close(open_for_user(filepath, who, max_bytes=self.settings.import_max_bytes))
-
-        def decide(conn: Connection) -> tuple[ImageRecord, Status | None, bool]:
-            now = self.clock()
-            self._forget_failures(conn, system, now)
-            current = images.active(conn, system, itype, tag) or images.ready_by_tag(
-                conn, system, itype, tag)
-            if current is not None and not self._pullable(current, now):
-                return current, None, False
-            created = self._start(
-                conn, "import", current, who, system=system, itype=itype, tag=tag, fmt=fmt,
-                params={"filepath": filepath, "format": fmt},
-            )
-            return created, Status.INIT, True
-
-        record, shown, new_job = self.store.write(decide)
-        if new_job:
-            log.info("import accepted: %s:%s from %s for %s", itype, tag, filepath, who.describe())
-            self.on_new_job()
-        return record, shown
 
 
 @dataclass(frozen=True)

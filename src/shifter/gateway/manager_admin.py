@@ -1,25 +1,26 @@
 """The admin requests of the image manager: expire, autoexpire and usage metrics.
 
 Only users named in the platform's `admins` may make them (403 for anyone else; the
-original answered 200 with `false`). Expiring an image drops its tags at once, so lookups
-stop finding it and a new pull of the tag may start, and queues a job that removes its
-files from imageDir and then its record.
+original answered 200 with `false`), except that the owner of a custom tag may expire it.
+Expiring the last tag of an image drops it at once, so lookups stop finding it and a new
+pull of the tag may start, and queues a job that removes its files from imageDir and then
+its record. Expiring one of several tags drops that tag and queues a job that narrows the
+files' access to the remaining tags' (`Lifecycle.settle`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection
 
 from shifter.gateway import store_images as images
 from shifter.gateway import store_jobs as jobs
-from shifter.gateway.config import GatewayConfig, Platform
 from shifter.gateway.failures import BadRequest, Forbidden
+from shifter.gateway.manager_parts import ManagerParts
 from shifter.gateway.records import IN_FLIGHT, ImageRecord, Requester, Status
-from shifter.gateway.store import MetadataStore
 from shifter.gateway.usage import UsageLog
 
 log = logging.getLogger(__name__)
@@ -27,24 +28,13 @@ log = logging.getLogger(__name__)
 METRICS_LIMIT_MAX = 10_000
 
 
-class AdminRequests:
+class AdminRequests(ManagerParts):
     """Mixed into `ImageManager`, which provides what is declared here."""
 
-    config: GatewayConfig
-    store: MetadataStore
     usage: UsageLog
-    instance_id: str
-    clock: Callable[[], float]
-    on_new_job: Callable[[], None]
 
-    def platform(self, system: str) -> Platform:
-        raise NotImplementedError
-
-    def normal_tag(self, itype: str, tag: str, allowed: Sequence[str]) -> str:
-        raise NotImplementedError
-
-    def _forget_failures(self, conn: Connection, system: str, now: float) -> None:
-        raise NotImplementedError
+    # From `ImportRequests`: may `who` change a custom tag (its owner, or an admin).
+    _check_owner: Callable[[Connection, str, str, str, Requester, str], None]
 
     def _admin(self, system: str, who: Requester, doing: str) -> None:
         platform = self.platform(system)
@@ -53,14 +43,26 @@ class AdminRequests:
                             hint=f"only the admins of {system} in imagemanager.json may")
 
     def expire(self, system: str, itype: str, tag: str, who: Requester) -> bool | None:
-        """Queue the removal of a READY image: True, or None if the tag has no image."""
-        self._admin(system, who, "expire images")
+        """Expire a tag: True, or None if the tag has no image. The image goes with its
+        last tag; while other tags point at it, only this tag goes, and a job narrows the
+        files' access to what the others need. Admins may expire any tag, the owner of a
+        custom tag that tag."""
         tag = self.normal_tag(itype, tag, ("docker", "custom"))
+        if itype != "custom":
+            self._admin(system, who, "expire images")
 
         def mark(conn: Connection) -> bool | None:
+            if itype == "custom":
+                self._check_owner(conn, system, itype, tag, who, "expire")
             found = images.ready_by_tag(conn, system, itype, tag)
             if found is None:
                 return None
+            if len(found.tags) > 1:
+                images.drop_tag(conn, system, itype, tag)
+                jobs.add_job(conn, kind="access", system=system, image_pk=found.pk,
+                             accepted_by=self.instance_id, now=self.clock(),
+                             params={"image_id": found.image_id, "itype": found.itype})
+                return True
             self._queue_expiry(conn, found)
             return True
 

@@ -1,8 +1,16 @@
 """Image records as the gateway's API shows them, and who may see them.
 
 An image record is keyed by (system, image type, tag): `pulltag` is the tag a pull or
-import was asked for, and `tags` are the tags that currently point at a READY image. The
-reply shape (`to_response`) is the original's "create_response" (gateway contract §1.2):
+import was asked for, and `tags` are the tags that currently point at a READY image.
+
+Access belongs to the tag (docs/gateway.md, "Who may use an image"): each tag of a READY
+image carries the ACL its own pull asked for (`TagAccess`), and a lookup, a list entry or a
+re-pull answers with that tag's access only. The READY record's own `private`/`user_acl`/
+`group_acl` are the access its files in imageDir have: the union of its tags' (public if
+any tag is public), which the `.meta` USERACL/GROUPACL lines carry for `id:` launches.
+`tag_view` turns a READY record into the record as one tag shows it.
+
+The reply shape (`to_response`) is the original's "create_response" (gateway contract §1.2):
 exactly its fields, a field without a value sent as the string "MISSING", `last_pull` a
 float and `id` the bare hex digest, because the C `shifterimg` depends on all of that.
 """
@@ -10,7 +18,7 @@ float and `id` the bare hex digest, because the C `shifterimg` depends on all of
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -65,6 +73,32 @@ class Requester:
 
 
 @dataclass(frozen=True)
+class TagAccess:
+    """Who may use one tag of an image: what that tag's pull asked for. `owner` is the uid
+    of a custom tag's first importer (None: docker tags, and custom tags from before owners
+    were recorded, which only admins may change)."""
+
+    private: bool = False
+    user_acl: tuple[int, ...] = ()
+    group_acl: tuple[int, ...] = ()
+    owner: int | None = None
+
+    @property
+    def restricted(self) -> bool:
+        """Whether the ACLs limit who may use it: private with a non-empty ACL."""
+        return bool(self.private) and bool(self.user_acl or self.group_acl)
+
+    def readable_by(self, who: Requester) -> bool:
+        """The original's `_checkread` (contract §3.2): public, no ACL, or listed."""
+        if not self.restricted:
+            return True
+        return who.uid in self.user_acl or bool(who.all_gids & set(self.group_acl))
+
+
+PUBLIC_TAG = TagAccess()
+
+
+@dataclass(frozen=True)
 class ImageRecord:
     """One row of the image table (see `store_schema.images`)."""
 
@@ -88,17 +122,59 @@ class ImageRecord:
     last_heartbeat: float | None = None
     expiration: float | None = None
     status_message: str | None = None
+    # The uid whose pull or import created the record (custom tags: their owner).
+    owner: int | None = None
+    # Each tag of `tags` with its own access (READY records).
+    tag_access: tuple[tuple[str, TagAccess], ...] = ()
+
+    @property
+    def access(self) -> TagAccess:
+        """Who may see it: a tag view's tag access, else its files'."""
+        return TagAccess(bool(self.private), self.user_acl, self.group_acl)
 
     @property
     def restricted(self) -> bool:
         """Whether the ACLs limit who may see it: a private image with a non-empty ACL."""
-        return bool(self.private) and bool(self.user_acl or self.group_acl)
+        return self.access.restricted
 
     def readable_by(self, who: Requester) -> bool:
         """The original's `_checkread` (contract §3.2): public, no ACL, or listed."""
-        if not self.restricted:
-            return True
-        return who.uid in self.user_acl or bool(who.all_gids & set(self.group_acl))
+        return self.access.readable_by(who)
+
+    def access_of(self, tag: str) -> TagAccess | None:
+        return dict(self.tag_access).get(tag)
+
+    def visible_tags(self, viewer: Requester | None) -> tuple[str, ...]:
+        """The tags a viewer may know of: a private tag's name is not shown to others."""
+        if viewer is None or not self.tag_access:
+            return self.tags
+        return tuple(tag for tag, access in self.tag_access if access.readable_by(viewer))
+
+
+def tag_view(record: ImageRecord, tag: str) -> ImageRecord:
+    """A READY record as `tag` shows it: with that tag's access instead of its files'."""
+    access = record.access_of(tag)
+    if access is None:
+        return record
+    return replace(record, private=access.private, user_acl=access.user_acl,
+                   group_acl=access.group_acl)
+
+
+def listed_views(record: ImageRecord, viewer: Requester) -> list[ImageRecord]:
+    """The list entries of a READY record for a viewer: one per access among the tags the
+    viewer may use, each naming those tags (a record with no tags: itself, by its files'
+    access)."""
+    if not record.tag_access:
+        return [record] if record.readable_by(viewer) else []
+    groups: dict[TagAccess, list[str]] = {}
+    for tag, access in record.tag_access:
+        if access.readable_by(viewer):
+            groups.setdefault(replace(access, owner=None), []).append(tag)
+    return [
+        replace(record, tags=tuple(tags), private=access.private, user_acl=access.user_acl,
+                group_acl=access.group_acl)
+        for access, tags in groups.items()
+    ]
 
 
 def to_response(
@@ -116,12 +192,13 @@ def to_response(
         "id": record.image_id or MISSING,
         "system": record.system,
         "itype": record.itype,
-        "tag": list(record.tags),
+        "tag": list(record.visible_tags(viewer)),
         "status": str(status or record.status),
         "userACL": list(record.user_acl) if show_acls else [],
         "groupACL": list(record.group_acl) if show_acls else [],
         "ENV": list(record.env) if record.env is not None else MISSING,
-        "ENTRY": record.entry if record.status is Status.READY else MISSING,
+        "ENTRY": (record.entry if record.status is Status.READY and record.entry is not None
+                  else MISSING),
         "WORKDIR": record.workdir or MISSING,
         "LABELS": dict(record.labels) if record.labels is not None else MISSING,
         "last_pull": MISSING if fresh or record.last_pull is None else float(record.last_pull),

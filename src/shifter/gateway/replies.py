@@ -14,7 +14,7 @@ from typing import Any
 
 from shifter.gateway.authn import Session
 from shifter.gateway.failures import BadRequest, RequestError
-from shifter.gateway.records import parse_id_list, to_response
+from shifter.gateway.records import IN_FLIGHT, parse_id_list, to_response
 from shifter.gateway.service import GatewayService
 
 
@@ -82,4 +82,6 @@ def pull(
         system, imgtype, tag, caller.requester,
         user_acl=user_acl, group_acl=group_acl, authorized=caller.authorized,
     )
+    if shown is None and record.status in IN_FLIGHT:
+        state["poll"] = True  # a client re-POSTing while it waits: logged at DEBUG
     return to_response(record, caller.requester, status=shown)

@@ -18,9 +18,11 @@ from shifter.gateway.authn import Authenticator
 from shifter.gateway.config import GatewayConfig
 from shifter.gateway.credentials import CredentialVault
 from shifter.gateway.failures import Unavailable
+from shifter.gateway.health import HealthCheck
 from shifter.gateway.lifecycle import Lifecycle
 from shifter.gateway.manager import ImageManager
 from shifter.gateway.metrics import GatewayMetrics
+from shifter.gateway.private_dirs import make_private
 from shifter.gateway.settings import ServiceSettings
 from shifter.gateway.store import MetadataStore, StoreError
 from shifter.gateway.store_jobs import Job
@@ -47,6 +49,7 @@ class GatewayService:
         self.vault = CredentialVault()
         self.authenticator = Authenticator(config)
         self.metrics = GatewayMetrics(self._queue_counts)
+        self.health = HealthCheck(config, lambda: self.store)
         self._store: MetadataStore | None = None
         self._manager: ImageManager | None = None
         self._pool: WorkerPool | None = None
@@ -68,8 +71,8 @@ class GatewayService:
         return self._pool
 
     def start(self) -> None:
-        for directory in (self.config.expand_directory, self.config.cache_directory):
-            Path(directory).mkdir(mode=0o750, parents=True, exist_ok=True)
+        make_private(self.config.expand_directory, key="ExpandDirectory")
+        make_private(self.config.cache_directory, key="CacheDirectory")
         store = self._store = MetadataStore.open(self.config.metadata_store_url)
         lifecycle = Lifecycle(self.config, store, instance_id=self.instance_id, clock=self.clock)
         runner = JobRunner(self.config, lifecycle, self.vault, settings=self.settings)

@@ -153,10 +153,17 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         )
     directory = Path(database).parent
     try:
-        directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The store says who may use which private image: the gateway's account only.
+        # SQLite gives its -wal and -shm files the database file's mode.
+        os.close(os.open(database, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        for path in (database, f"{database}-wal", f"{database}-shm"):
+            if os.path.exists(path) and os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
     except OSError as error:
         raise StoreError(
-            f"cannot create the metadata store directory {directory}: {error.strerror}"
+            f"cannot create the metadata store {database}: {error.strerror}",
+            hint="the gateway's account must own the store's directory",
         ) from error
     # A pool as large as the threads that use it (requests, workers, the usage log): with
     # fewer, every request beyond the pool opened and set up a connection of its own.

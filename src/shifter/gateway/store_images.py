@@ -11,11 +11,11 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Executable
 
-from shifter.gateway.records import ImageRecord, Status
+from shifter.gateway.records import ImageRecord, Status, TagAccess, tag_view
 from shifter.gateway.store_schema import images, metrics, tags
 
 _JSON_COLUMNS = ("user_acl", "group_acl", "env", "entry", "labels")
@@ -40,8 +40,14 @@ def _encode(values: dict[str, Any]) -> dict[str, Any]:
     return encoded
 
 
-def _record(row: Row[Any], record_tags: Sequence[str] = ()) -> ImageRecord:
+def _tag_access(private: Any, user_acl: Any, group_acl: Any, owner: Any) -> TagAccess:
+    return TagAccess(private=bool(private), user_acl=tuple(json.loads(user_acl or "[]")),
+                     group_acl=tuple(json.loads(group_acl or "[]")), owner=owner)
+
+
+def _record(row: Row[Any], record_tags: Sequence[tuple[str, TagAccess]] = ()) -> ImageRecord:
     env = json.loads(row.env) if row.env is not None else None
+    ordered = tuple(sorted(record_tags, key=lambda item: item[0]))
     return ImageRecord(
         pk=row.pk,
         system=row.system,
@@ -50,7 +56,9 @@ def _record(row: Row[Any], record_tags: Sequence[str] = ()) -> ImageRecord:
         status=Status(row.status),
         created=row.created,
         image_id=row.image_id,
-        tags=tuple(sorted(record_tags)),
+        tags=tuple(tag for tag, _ in ordered),
+        tag_access=ordered,
+        owner=row.owner,
         format=row.format,
         user_acl=tuple(json.loads(row.user_acl or "[]")),
         group_acl=tuple(json.loads(row.group_acl or "[]")),
@@ -69,10 +77,11 @@ def _record(row: Row[Any], record_tags: Sequence[str] = ()) -> ImageRecord:
 def _with_tags(conn: Connection, rows: Sequence[Row[Any]]) -> list[ImageRecord]:
     if not rows:
         return []
-    found: dict[int, list[str]] = {row.pk: [] for row in rows}
-    query = select(tags.c.image_pk, tags.c.tag).where(tags.c.image_pk.in_(list(found)))
-    for image_pk, tag in conn.execute(query):
-        found[image_pk].append(tag)
+    found: dict[int, list[tuple[str, TagAccess]]] = {row.pk: [] for row in rows}
+    query = select(tags).where(tags.c.image_pk.in_(list(found)))
+    for tag in conn.execute(query):
+        found[tag.image_pk].append(
+            (tag.tag, _tag_access(tag.private, tag.user_acl, tag.group_acl, tag.owner)))
     return [_record(row, found[row.pk]) for row in rows]
 
 
@@ -96,7 +105,9 @@ def _ready_by_tag_query() -> Executable:
     wanted = tags.alias("wanted")
     every = tags.alias("every")
     return (
-        select(images, every.c.tag.label("image_tag"))
+        select(images, every.c.tag.label("image_tag"), every.c.private.label("tag_private"),
+               every.c.user_acl.label("tag_user_acl"), every.c.group_acl.label("tag_group_acl"),
+               every.c.owner.label("tag_owner"))
         .select_from(
             wanted.join(images, wanted.c.image_pk == images.c.pk)
             .join(every, every.c.image_pk == images.c.pk)
@@ -124,13 +135,34 @@ def _touch_expiration_query() -> Executable:
 
 
 def ready_by_tag(conn: Connection, system: str, itype: str, tag: str) -> ImageRecord | None:
-    """The READY image a tag points at."""
+    """The READY image a tag points at, as that tag shows it (`records.tag_view`)."""
     rows = conn.execute(
         _ready_by_tag_query(), {"system": system, "itype": itype, "tag": tag}
     ).all()
     if not rows:
         return None
-    return _record(rows[0], [row.image_tag for row in rows])
+    found = _record(rows[0], [
+        (row.image_tag, _tag_access(row.tag_private, row.tag_user_acl, row.tag_group_acl,
+                                    row.tag_owner))
+        for row in rows
+    ])
+    return tag_view(found, tag)
+
+
+def lock_image(conn: Connection, system: str, image_id: str) -> None:
+    """Serialise changes to the access of one image's files until the transaction ends.
+
+    SQLite's write transactions already hold the database's one write lock; PostgreSQL
+    takes an advisory lock keyed on the image, so other images are not held up."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                     {"key": f"image-access\x1f{system}\x1f{image_id}"})
+
+
+def ready_with_id(conn: Connection, system: str, image_id: str) -> list[ImageRecord]:
+    """The READY records of an image on a system (they share its files in imageDir)."""
+    return records(conn, images.c.system == system, images.c.image_id == image_id,
+                   images.c.status == str(Status.READY))
 
 
 def touch_expiration(conn: Connection, pk: int, expiration: float) -> bool:
@@ -185,17 +217,36 @@ def delete_records(conn: Connection, pks: Iterable[int]) -> int:
     return conn.execute(delete(images).where(images.c.pk.in_(wanted))).rowcount
 
 
-def point_tag(conn: Connection, system: str, itype: str, tag: str, image_pk: int) -> None:
-    """Make `tag` point at `image_pk`, taking it from whichever image had it (an upsert,
-    so two gateways completing pulls of one tag at once do not both insert it)."""
-    values = {"system": system, "itype": itype, "tag": tag, "image_pk": image_pk}
+def point_tag(
+    conn: Connection, system: str, itype: str, tag: str, image_pk: int, access: TagAccess
+) -> None:
+    """Make `tag` point at `image_pk` with `access`, taking it from whichever image had it
+    (an upsert, so two gateways completing pulls of one tag at once do not both insert it)."""
+    values = {"system": system, "itype": itype, "tag": tag, "image_pk": image_pk,
+              "private": access.private, "user_acl": json.dumps(list(access.user_acl)),
+              "group_acl": json.dumps(list(access.group_acl)), "owner": access.owner}
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(tags).values(**values)
     statement = statement.on_conflict_do_update(
         index_elements=[tags.c.system, tags.c.itype, tags.c.tag],
-        set_={"image_pk": statement.excluded.image_pk},
+        set_={key: getattr(statement.excluded, key)
+              for key in ("image_pk", "private", "user_acl", "group_acl", "owner")},
     )
     conn.execute(statement)
+
+
+def tag_target(conn: Connection, system: str, itype: str, tag: str) -> tuple[int, TagAccess] | None:
+    """The image record a tag points at (READY or being expired) and the tag's access."""
+    row = conn.execute(select(tags).where(
+        tags.c.system == system, tags.c.itype == itype, tags.c.tag == tag)).first()
+    if row is None:
+        return None
+    return row.image_pk, _tag_access(row.private, row.user_acl, row.group_acl, row.owner)
+
+
+def drop_tag(conn: Connection, system: str, itype: str, tag: str) -> None:
+    conn.execute(delete(tags).where(
+        tags.c.system == system, tags.c.itype == itype, tags.c.tag == tag))
 
 
 def drop_tags(conn: Connection, image_pk: int) -> None:

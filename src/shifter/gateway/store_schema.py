@@ -4,7 +4,8 @@
   flight, a failure, an expiry) carries `active_key` = system/type/pulltag, which is
   unique: two gateways accepting the same pull at once cannot both create a record, the
   second one's insert fails and it answers with the first one's record.
-- `tags`: which READY image a tag points at, one image per (system, type, tag).
+- `tags`: which READY image a tag points at, one image per (system, type, tag), and who may
+  use the tag: its own ACL (`records.TagAccess`) and, for a custom tag, its owner.
 - `jobs`: work for the workers (pull, import, expire) with its claim and lease.
 - `instances`: running gateway processes and when each was last seen alive.
 - `metrics`: one row per successful lookup (when Metrics is on).
@@ -15,6 +16,8 @@ lock), so gateways starting together neither race nor half-create the schema.
 """
 
 from __future__ import annotations
+
+import json
 
 from sqlalchemy import (
     Boolean,
@@ -34,7 +37,7 @@ from sqlalchemy import (
 
 from shifter.errors import ShifterError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Any constant: the key of the PostgreSQL advisory lock held while the schema is created.
 _MIGRATION_LOCK = 0x5F1F7E2
 
@@ -69,6 +72,7 @@ images = Table(
     Column("expiration", Float),
     Column("status_message", Text),
     Column("created", Float, nullable=False),
+    Column("owner", Integer),  # added in version 2
     Index("images_by_id", "system", "image_id"),
     Index("images_by_status", "system", "status"),
     # Never reuse a number: a worker or a job still naming a deleted record must not find a
@@ -83,6 +87,11 @@ tags = Table(
     Column("itype", String(32), primary_key=True),
     Column("tag", String(1024), primary_key=True),
     Column("image_pk", Integer, ForeignKey("images.pk", ondelete="CASCADE"), nullable=False),
+    # Added in version 2: access belongs to the tag.
+    Column("private", Boolean),
+    Column("user_acl", Text, nullable=False, default="[]"),
+    Column("group_acl", Text, nullable=False, default="[]"),
+    Column("owner", Integer),
     Index("tags_by_image", "image_pk"),
 )
 
@@ -157,5 +166,44 @@ def migrate(conn: Connection) -> int:
             f"{SCHEMA_VERSION}",
             hint="a newer gateway has used this database: upgrade this one too",
         )
+    if found < 2:
+        _upgrade_to_2(conn)
     # Future versions add their upgrade steps here, one `if found < N:` block each.
+    if found < SCHEMA_VERSION:
+        conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
     return found
+
+
+def _upgrade_to_2(conn: Connection) -> None:
+    """Access moves from the image to each tag: every tag gets the ACL its image had (what
+    every tag of it had under version 1), and each custom tag the first importer the job
+    history still names (none: only admins may re-import or expire it)."""
+    for statement in (
+        "ALTER TABLE tags ADD COLUMN private BOOLEAN",
+        "ALTER TABLE tags ADD COLUMN user_acl TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE tags ADD COLUMN group_acl TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE tags ADD COLUMN owner INTEGER",
+        "ALTER TABLE images ADD COLUMN owner INTEGER",
+    ):
+        conn.execute(text(statement))
+    conn.execute(text(
+        "UPDATE tags SET "
+        "private = (SELECT images.private FROM images WHERE images.pk = tags.image_pk), "
+        "user_acl = (SELECT images.user_acl FROM images WHERE images.pk = tags.image_pk), "
+        "group_acl = (SELECT images.group_acl FROM images WHERE images.pk = tags.image_pk)"
+    ))
+    importers: dict[tuple[str, str], int] = {}
+    query = select(jobs.c.system, jobs.c.params).where(
+        jobs.c.kind == "import", jobs.c.outcome.like("ready:%")).order_by(jobs.c.pk)
+    for system, params in conn.execute(query):
+        try:
+            document = json.loads(params)
+            key = (system, str(document["tag"]))
+            uid = int(document["requester"]["uid"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        importers.setdefault(key, uid)
+    for (system, tag), uid in importers.items():
+        conn.execute(tags.update().where(
+            tags.c.system == system, tags.c.itype == "custom", tags.c.tag == tag,
+        ).values(owner=uid))

@@ -60,6 +60,12 @@ class ImageTransfer(Protocol):
     def exists(self, name: str) -> bool:
         """Is there a regular file of this name in imageDir."""
 
+    def set_access(self, names: Sequence[str], *, access: ImageAccess) -> None:
+        """Give files already in imageDir `access` in place (mode and POSIX ACL)."""
+
+    def read_text(self, name: str) -> str:
+        """The content of a (small) file in imageDir: a `.meta` whose ACL lines change."""
+
 
 def transfer_for(platform: Platform, *, name: str | None = None) -> ImageTransfer:
     """The transfer for `platform`; `name` (its key under Platforms) is used in messages."""

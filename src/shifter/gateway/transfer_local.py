@@ -75,6 +75,19 @@ class LocalTransfer:
     def exists(self, name: str) -> bool:
         return (self.image_dir / check_file_name(name)).is_file()
 
+    def set_access(self, names: Sequence[str], *, access: ImageAccess) -> None:
+        try:
+            for name in names:
+                _change_access(self.image_dir / check_file_name(name), access)
+        except OSError as error:
+            raise self._error("change the access of", error) from error
+
+    def read_text(self, name: str) -> str:
+        try:
+            return (self.image_dir / check_file_name(name)).read_text()
+        except OSError as error:
+            raise self._error("read", error) from error
+
     def _stage(self, source: Path, access: ImageAccess) -> Path:
         """Copy `source` to a new hidden file in imageDir with its final mode and ACL."""
         with open(source, "rb") as reader:
@@ -113,6 +126,21 @@ class LocalTransfer:
 def _copy(source_fd: int, dest_fd: int) -> None:
     while os.sendfile(dest_fd, source_fd, None, COPY_CHUNK):
         pass
+
+
+def _change_access(path: Path, access: ImageAccess) -> None:
+    """Give a published file `access` in place. A private access is one setxattr, which
+    sets the permission bits with the ACL; a public one is chmod (with an ACL present that
+    already admits everyone) and then the ACL's removal."""
+    if access.private:
+        os.setxattr(path, XATTR_NAME, access.posix_acl_xattr())
+        return
+    os.chmod(path, access.mode)
+    try:
+        os.removexattr(path, XATTR_NAME)
+    except OSError as error:
+        if error.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
 
 
 def _apply_access(fd: int, access: ImageAccess, path: Path) -> None:

@@ -140,6 +140,25 @@ class RemoteTransfer:
             f"look for {name}", lambda host: self._ssh(host, test, answers=(0, 1)) == 0
         )
 
+    def set_access(self, names: Sequence[str], *, access: ImageAccess) -> None:
+        paths = " ".join(quote(self._path(check_file_name(name))) for name in names)
+        if not paths:
+            return
+        if access.private:
+            script = f"setfacl --set {quote(access.setfacl_spec())} -- {paths}"
+        else:
+            # chmod first: with the ACL still there, that already admits everyone. Removing
+            # the ACL then gives the group bits the ACL's owning-group entry (none), hence
+            # the second chmod.
+            chmod = f"chmod {access.mode:04o} -- {paths}"
+            script = f"{chmod} && setfacl -b -- {paths} && {chmod}"
+        self._on_hosts(f"change the access of {describe_names(list(names))}",
+                       lambda host: self._ssh(host, f"sh -c {quote(script)}"))
+
+    def read_text(self, name: str) -> str:
+        command = f"cat -- {quote(self._path(check_file_name(name)))}"
+        return self._on_hosts(f"read {name}", lambda host: self._ssh_output(host, command))
+
     def _publish_to(self, host: str, sources: list[Path], access: ImageAccess) -> None:
         staging = posixpath.join(self.image_dir, STAGING_PREFIX + secrets.token_hex(8))
         self._ssh(host, f"mkdir -m 0700 -- {quote(staging)}")
@@ -174,6 +193,13 @@ class RemoteTransfer:
         return ["-i", self.key] if self.key else []
 
     def _ssh(self, host: str, command: str, *, answers: Sequence[int] = (0,)) -> int:
+        return self._ssh_run(host, command, answers)[0]
+
+    def _ssh_output(self, host: str, command: str) -> str:
+        return self._ssh_run(host, command, (0,))[1].decode(errors="replace")
+
+    def _ssh_run(self, host: str, command: str, answers: Sequence[int]) -> tuple[int, bytes]:
+        """The exit status (one of `answers`) and standard output of `command` on `host`."""
         argv = [
             "ssh", *ENFORCED_OPTIONS, *self._identity(), *self.ssh_options, *DEFAULT_OPTIONS,
             "--", f"{self.username}@{host}", command,
@@ -221,7 +247,7 @@ def finalize_command(
     return f"sh -c {quote(script)}"
 
 
-def _run(argv: list[str], answers: Sequence[int], *, timeout: float | None) -> int:
+def _run(argv: list[str], answers: Sequence[int], *, timeout: float | None) -> tuple[int, bytes]:
     tool = argv[0]
     try:
         result = proc.run(argv, check=False, timeout=timeout, capture_stdout=True)
@@ -237,7 +263,7 @@ def _run(argv: list[str], answers: Sequence[int], *, timeout: float | None) -> i
         stderr = result.stderr.decode(errors="replace")
         reason = _with_tail(f"{tool} exit status {result.returncode}", stderr)
         raise _HostFailure(reason, connecting=result.returncode == SSH_FAILED)
-    return result.returncode
+    return result.returncode, result.stdout or b""
 
 
 def _with_tail(what: str, stderr: str) -> str:

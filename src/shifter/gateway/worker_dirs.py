@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from shifter.gateway.store import MetadataStore
 from shifter.gateway.store_jobs import Job
 
 JOB_DIR = re.compile(r"\.shifter-job-(\d+)-([0-9a-f]{32})\Z")
+META_SCRATCH_PREFIX = ".meta."
+STALE_SCRATCH_S = 3600.0
 
 
 def job_dir(expand_directory: Path, job: Job) -> Path:
@@ -38,12 +41,16 @@ def remove_tree(path: Path) -> None:
 
 
 def reap_job_dirs(expand_directory: Path, still_held: Callable[[int, str], bool]) -> int:
-    """Remove job directories of claims no worker holds any more; returns how many."""
+    """Remove job directories of claims no worker holds any more, and `.meta` scratch
+    directories (image_files.py) a killed gateway left over an hour ago; returns how many."""
     removed = 0
+    stale = time.time() - STALE_SCRATCH_S
     with contextlib.suppress(FileNotFoundError):
         for entry in expand_directory.iterdir():
             match = JOB_DIR.match(entry.name)
-            if match and not still_held(int(match.group(1)), match.group(2)):
+            if (match and not still_held(int(match.group(1)), match.group(2))) or (
+                    entry.name.startswith(META_SCRATCH_PREFIX) and entry.is_dir()
+                    and entry.lstat().st_mtime < stale):
                 remove_tree(entry)
                 removed += 1
     return removed

@@ -1,22 +1,28 @@
-"""What a worker does with a claimed job: pull, import or expire one image.
+"""What a worker does with a claimed job: pull, import, expire one image, or settle the
+access of its files.
 
-Pull: resolve the location, decide whether the image is private (contract §3.1: pulling it
+Pull: resolve the location, decide whether the pull is private (contract §3.1: pulling it
 needed credentials; checked with one anonymous manifest request when the pull has both
-credentials and ACLs), pull and convert into a job directory in ExpandDirectory, publish
-the image, sidecar and `.meta` to the platform's imageDir, then mark the record READY. An
-image already READY there in the same format and with the same access (`ReuseCheck`) is
-not converted again: only its `.meta` (and a missing sidecar) is published.
-Import: copy the checked file into the job directory, hash it, write its `.meta`, publish.
+credentials and ACLs), pull and convert into a job directory in ExpandDirectory, run the
+site's examiner on the image (examiner.py), publish the image and sidecar to the platform's
+imageDir, then complete: under the image's lock, `.meta` and the files' access (the union
+of the image's tags, image_files.py), then READY, then `settle` narrows what no tag needs
+any more. An image already READY there in the same format (`ReuseCheck`) is not converted
+again: only its `.meta` and sidecar are published.
+Import: copy the checked file into the job directory, refuse privileged contents
+(squashfs_contents.py), hash it, write its `.meta`, examine, publish, complete.
 Expire: remove the files (unless another record still uses them), then the record.
+Access: a tag of the image was expired while others remain; narrow its files to theirs.
 
 Any `ShifterError` ends the job as FAILURE with its one-line message as status_message, so
-the client sees the registry's reason. The job directory (worker_dirs.py) is removed when
-the job ends; the pull's progress and cancellation are in worker_progress.py.
+the client sees the registry's (or the examiner's) reason. The job directory
+(worker_dirs.py) is removed when the job ends; the pull's progress and cancellation are in
+worker_progress.py.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import json
 import logging
 import os
@@ -26,28 +32,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shifter.engine.files import write_atomically
-from shifter.engine.pull import PulledImage, PullOptions, pull_and_convert
+from shifter.engine.pull import PullOptions, pull_and_convert
 from shifter.engine.source import ImageSource, RegistryLocation, resolve_source
-from shifter.errors import ShifterError
+from shifter.errors import ShifterError, ToolError
 from shifter.gateway.access import ImageAccess
 from shifter.gateway.config import GatewayConfig
 from shifter.gateway.credentials import CredentialVault, RegistryCredentials
+from shifter.gateway.examiner import Examiner
+from shifter.gateway.image_files import ImageFiles
 from shifter.gateway.imports import check_squashfs, copy_into, fasthash, open_for_user
-from shifter.gateway.lifecycle import Deferred, Lifecycle, Outcome, final_acls, keeps_files
+from shifter.gateway.lifecycle import Lifecycle, Outcome, keeps_files, record_access
 from shifter.gateway.manager import requester_from_params
 from shifter.gateway.records import ImageRecord, Status
 from shifter.gateway.settings import ServiceSettings
+from shifter.gateway.squashfs_contents import check_contents
 from shifter.gateway.store_jobs import Job
 from shifter.gateway.transfer import ImageTransfer, transfer_for
 from shifter.gateway.worker_dirs import job_dir, reap_job_dirs, remove_tree
 from shifter.gateway.worker_progress import JobCancelled, StatusProgress
 from shifter.image.meta import format_meta
 from shifter.registry.auth import RegistryAuthError
+from shifter.registry.blobcache import BlobCache
 from shifter.registry.client import RegistryClient
 from shifter.registry.errors import AccessDeniedError, ImageNotFoundError
 
 log = logging.getLogger(__name__)
 
+NO_SPACE = "No space left on device"
 CREDENTIALS_LOST = (
     "the gateway process that accepted this pull stopped before finishing it, and registry "
     "credentials are never stored; pull the image again"
@@ -58,31 +69,31 @@ class CredentialsLost(ShifterError):
     """A pull that needs credentials reached a process that does not hold them."""
 
 
+class CredentialsRefused(ShifterError):
+    """A pull would send credentials over plain http to a Location that does not allow it."""
+
+
 @dataclass
 class ReuseCheck:
     """The engine's `reuse` hook of one pull: the image file published for this id stays
-    when a READY record vouches for it (`keeps_files`: same format, same access; other
-    ACLs mean converting again, a file's mode and ACL are never changed in place) and it
-    is really there (a site may have deleted it by hand)."""
+    when a READY record vouches for it (`keeps_files`: same format; its access is changed
+    in place if this tag needs another) and it is really there (a site may have deleted it
+    by hand)."""
 
     lifecycle: Lifecycle
     transfer: ImageTransfer
     job: Job
     image_format: str
-    acls_after: Callable[[ImageRecord | None], tuple[tuple[int, ...], tuple[int, ...], bool]]
-    sidecar_missing: bool = False
 
     def __call__(self, image_id: str) -> bool:
         job = self.job
         existing = self.lifecycle.ready_image(job, image_id, str(job.params["itype"]))
-        users, groups, private = self.acls_after(existing)
-        if not keeps_files(existing, self.image_format, ImageAccess(private, users, groups)):
+        if not keeps_files(existing, self.image_format):
             return False
         if not self.transfer.exists(f"{image_id}.{self.image_format}"):
             log.warning("job %s: image %s is READY on %s but its file is missing; converting "
                         "it again", job.pk, image_id, job.system)
             return False
-        self.sidecar_missing = not self.transfer.exists(f"{image_id}.json")
         self.lifecycle.progress(job, Status.PULLING,
                                 f"Image unchanged: {image_id} is already on {job.system}")
         return True
@@ -107,20 +118,28 @@ class JobRunner:
         self.transfers = transfers or (
             lambda system: transfer_for(config.platform(system), name=system)
         )
+        self.examiner = Examiner(config.examiner, config.examiner_timeout.total_seconds(),
+                                 lifecycle, where=config.where("examiner"))
         self.locations = {
             name: RegistryLocation(url=str(location.url), ca_file=location.sslcacert)
             for name, location in config.locations.items()
         }
+        self.plain_http_credentials = {
+            str(location.url): location.allow_plain_http_credentials
+            for location in config.locations.values() if location.url
+        }
 
-    def run(self, job: Job, cancel: threading.Event) -> None:
-        """Run the job; JobCancelled and ClaimLost propagate (the pool handles them)."""
+    def run(self, job: Job, cancel: threading.Event) -> str:
+        """Run the job; its outcome for the metrics: finished, failed or discarded.
+        JobCancelled, ClaimLost and Deferred propagate (the pool handles them)."""
         if self.lifecycle.record(job) is None:
             self.lifecycle.discard(job, "its image record was removed")
-            return
+            return "discarded"
         if job.attempts > self.settings.max_attempts:
             self.lifecycle.fail(job, f"the job was interrupted {job.attempts - 1} times "
                                      "(its gateway stopped each time); pull it again")
-            return
+            return "failed"
+        outcome = "finished"
         work = job_dir(Path(self.config.expand_directory), job)
         if job.attempts > 1:  # taken over: what the earlier attempt left is garbage now
             reap_job_dirs(work.parent, lambda pk, claim: pk != job.pk or claim == job.claim)
@@ -130,18 +149,26 @@ class JobRunner:
             log.warning("job %s (%s %s) failed: %s", job.pk, job.kind,
                         job.params.get("tag"), error)
             self.lifecycle.fail(job, _one_line(error))
+            outcome = "failed"
         except OSError as error:
             log.warning("job %s (%s) failed: %s", job.pk, job.kind, error)
             self.lifecycle.fail(job, f"{error.strerror or error}: {error.filename or ''}".strip())
+            outcome = "failed"
         finally:
             remove_tree(work)
+            if job.kind == "pull":
+                self._prune_cache()
         # Finished, one way or the other (a deferred or cancelled job raised past this).
         if job.params.get("credential_ref"):
             self.vault.discard(str(job.params["credential_ref"]))
+        return outcome
 
     def _run(self, job: Job, work: Path, cancel: threading.Event) -> None:
         if job.kind == "expire":
             self._expire(job)
+            return
+        if job.kind == "access":
+            self._settle(job)
             return
         work.mkdir(mode=0o700, parents=True, exist_ok=True)
         if job.kind == "pull":
@@ -155,7 +182,7 @@ class JobRunner:
 
     def _pull(self, job: Job, work: Path, cancel: threading.Event) -> None:
         params = job.params
-        tag, itype = str(params["tag"]), str(params["itype"])
+        tag = str(params["tag"])
         self.lifecycle.progress(job, Status.PULLING, "PULLING")
         user_acl = tuple(int(i) for i in params.get("user_acl", ()))
         group_acl = tuple(int(i) for i in params.get("group_acl", ()))
@@ -164,11 +191,7 @@ class JobRunner:
         credentials, private = self._registry_access(job, source, bool(user_acl or group_acl))
         record = self.lifecycle.record(job)
         image_format = (record.format if record else None) or self.config.default_image_format
-        acls_after = functools.partial(  # of the image once this pull is READY
-            final_acls, private=private, user_acl=user_acl, group_acl=group_acl,
-            requester=requester_from_params(params["requester"]))
         transfer = self.transfers(job.system)
-        reuse = ReuseCheck(self.lifecycle, transfer, job, image_format, acls_after)
         options = PullOptions(
             cache_dir=Path(self.config.cache_directory),
             platform=self.config.default_platform,
@@ -181,38 +204,86 @@ class JobRunner:
             layer_concurrency=self.config.layer_download_concurrency,
             work_dir=work,
             progress=StatusProgress(self.lifecycle, job, cancel),
-            reuse=reuse,
+            reuse=ReuseCheck(self.lifecycle, transfer, job, image_format),
         )
-        written = (user_acl, group_acl) if private else ((), ())
+        # What this pull asks for; the image's files get the union with its other tags'.
+        asked = ImageAccess(private, user_acl, group_acl)
         pulled = pull_and_convert(tag, work, options=options,
-                                  user_acl=written[0], group_acl=written[1])
+                                  user_acl=asked.user_ids, group_acl=asked.group_ids)
         if cancel.is_set():
             raise JobCancelled(f"job {job.pk} cancelled")
-        existing = self.lifecycle.ready_image(job, pulled.id, itype)
-        users, groups, private = acls_after(existing)
         document = json.loads(pulled.sidecar_path.read_text())
-        if (users, groups) != written:
-            _rewrite_meta(pulled, document, users, groups)
-        expiries = self.lifecycle.check_not_expiring(job, job.system, pulled.id)
-        reused = pulled.image_elsewhere
-        access = ImageAccess(private, users, groups)
-        if reused and not keeps_files(existing, image_format, access):  # changed meanwhile
-            raise Deferred(f"image {pulled.id} changed while it was re-pulled")
-        files = [pulled.image_path, pulled.sidecar_path, pulled.meta_path]
-        if reused:  # the sidecar stays too (it describes the conversion), unless missing
-            files = files[1 if reuse.sidecar_missing else 2:]
-        self.lifecycle.progress(job, Status.TRANSFER, "Image unchanged: updating its metadata"
-                                if reused else "Transferring image")
-        transfer.publish(files, access=access)
-        remove_tree(work)  # before READY: a client seeing READY sees nothing left behind
-        done = self.lifecycle.complete(job, Outcome(
-            image_id=pulled.id, private=private, user_acl=users, group_acl=groups,
+        if not pulled.image_elsewhere:
+            self.examiner.examine(job, pulled.image_path, pulled.id)
+        self._publish(job, transfer, pulled.id, image_format, asked, Outcome(
+            image_id=pulled.id, private=asked.private, user_acl=asked.user_ids,
+            group_acl=asked.group_ids, requester=requester_from_params(params["requester"]),
             env=tuple(document.get("env") or ()), entry=document.get("entrypoint"),
-            workdir=document.get("workdir"), labels=document.get("labels"), reused=reused,
-            expiries_seen=expiries,
-        ))
-        log.info("pull of %s:%s on %s is READY as %s%s", itype, tag, job.system,
-                 done.image_id, " (unchanged, not converted again)" if reused else "")
+            workdir=document.get("workdir"), labels=document.get("labels"),
+        ), image=None if pulled.image_elsewhere else pulled.image_path,
+            sidecar=pulled.sidecar_path, meta=pulled.meta_path, work=work)
+
+    def _publish(
+        self, job: Job, transfer: ImageTransfer, image_id: str, image_format: str,
+        asked: ImageAccess, outcome: Outcome, *, image: Path | None, sidecar: Path | None,
+        meta: Path, work: Path,
+    ) -> None:
+        """Publish a pull's or import's files and make its record READY.
+
+        The image file is published unless a READY record of the image (found by the
+        engine's reuse hook or since) vouches for the one in imageDir; its access and
+        `.meta` are set under the image's lock in `complete`, then settled."""
+        itype = str(job.params["itype"])
+        expiries = self.lifecycle.check_not_expiring(job, job.system, image_id)
+        existing = self.lifecycle.ready_image(job, image_id, itype)
+        if image is not None and keeps_files(existing, image_format) and transfer.exists(
+                f"{image_id}.{image_format}"):
+            image = None  # converted meanwhile by another pull: its file stays
+        self.lifecycle.progress(job, Status.TRANSFER, "Image unchanged: updating its metadata"
+                                if image is None else "Transferring image")
+        published = None
+        if image is not None:
+            published = asked
+            if existing is not None and existing.format == image_format:
+                published = asked.widened(record_access(existing))
+            transfer.publish([image], access=published)
+        if sidecar is not None:
+            transfer.publish([sidecar], access=asked)
+        files = ImageFiles(transfer, image_id, image_format, scratch=self._scratch,
+                           meta_text=meta.read_text())
+        remove_tree(work)  # before READY: a client seeing READY sees nothing left behind
+        done = self.lifecycle.complete(job, dataclasses.replace(
+            outcome, reused=image is None, published=published, expiries_seen=expiries), files)
+        for settled in done.to_settle:
+            self.lifecycle.settle(job.system, settled, self._files_for(transfer))
+        if done.stale_file is not None:
+            transfer.remove([done.stale_file])
+        log.info("%s of %s:%s on %s is READY as %s%s", job.kind, itype, job.params["tag"],
+                 job.system, image_id, "" if published else " (unchanged, not converted again)")
+
+    def _prune_cache(self) -> None:
+        """Keep the layer cache under CacheSizeLimit (what running pulls use stays)."""
+        limit = self.config.cache_size_limit
+        if limit is None:
+            return
+        try:
+            BlobCache(self.config.cache_directory).prune(limit)
+        except OSError as error:
+            log.warning("could not prune the layer cache %s: %s", self.config.cache_directory,
+                        error)
+
+    @property
+    def _scratch(self) -> Path:
+        return Path(self.config.expand_directory)
+
+    def _files_for(self, transfer: ImageTransfer) -> Callable[[ImageRecord], ImageFiles]:
+        def files(record: ImageRecord) -> ImageFiles:
+            assert record.image_id is not None
+            return ImageFiles(transfer, record.image_id,
+                              record.format or self.config.default_image_format,
+                              scratch=self._scratch)
+
+        return files
 
     def _registry_access(
         self, job: Job, source: ImageSource, restricted: bool
@@ -224,12 +295,14 @@ class JobRunner:
         credentials = self.vault.get(str(job.params["credential_ref"]))
         if credentials is None:
             raise CredentialsLost(CREDENTIALS_LOST)
-        if source.url.startswith("http://"):
-            # Never in clear text: the pull goes on anonymously and, if the registry wants
-            # credentials, fails with its refusal.
-            log.warning("job %s: not sending registry credentials over plain http to %s",
-                        job.pk, source.url)
-            return None, False
+        if source.url.startswith("http://") and not self.plain_http_credentials.get(
+                source.url, False):
+            # Never in clear text unless the Location opts in. The API refuses such pulls;
+            # this one was accepted before the configuration changed.
+            raise CredentialsRefused(
+                f"not sending your registry login to {source.url}: it is plain http",
+                hint="pull it without a login for that registry (shifterimg logout), or ask "
+                "the gateway's admins to serve it over https")
         if not restricted:
             return credentials, False
         if needs_credentials(source):
@@ -253,6 +326,7 @@ class JobRunner:
         with open(copy, "rb") as file:
             check_squashfs(file.fileno(), os.fstat(file.fileno()).st_size,
                            str(params["filepath"]), self.settings.import_max_bytes)
+        check_contents(copy, str(params["filepath"]))
         image_id = fasthash(copy)
         image = work / f"{image_id}.squashfs"
         os.replace(copy, image)
@@ -260,13 +334,19 @@ class JobRunner:
         meta = work / f"{image_id}.meta"
         text, _ = format_meta(str(params["format"]))
         write_atomically(meta, text.encode())
-        expiries = self.lifecycle.check_not_expiring(job, job.system, image_id)
-        self.lifecycle.progress(job, Status.TRANSFER, "TRANSFER")
-        self.transfers(job.system).publish([image, meta], access=ImageAccess.PUBLIC)
-        remove_tree(work)
-        self.lifecycle.complete(job, Outcome(image_id=image_id, private=False, user_acl=(),
-                                             group_acl=(), expiries_seen=expiries))
-        log.info("import of %s on %s is READY as %s", params["tag"], job.system, image_id)
+        self.examiner.examine(job, image, image_id)
+        self._publish(job, self.transfers(job.system), image_id, str(params["format"]),
+                      ImageAccess.PUBLIC, Outcome(image_id=image_id, private=False, user_acl=(),
+                                                  group_acl=(), requester=requester),
+                      image=image, sidecar=None, meta=meta, work=work)
+
+    # -- access --------------------------------------------------------------------------
+
+    def _settle(self, job: Job) -> None:
+        """An `access` job: a tag of the image was expired; its files narrow to the rest."""
+        image_id = str(job.params["image_id"])
+        self.lifecycle.settle(job.system, image_id, self._files_for(self.transfers(job.system)))
+        self.lifecycle.finish(job, "settled")
 
     # -- expire --------------------------------------------------------------------------
 
@@ -293,22 +373,18 @@ def needs_credentials(source: ImageSource) -> bool:
     return False
 
 
-def _rewrite_meta(pulled: PulledImage, document: dict[str, object],
-                  users: tuple[int, ...], groups: tuple[int, ...]) -> None:
-    """The `.meta` with the ACLs the image will really have (merged with an existing
-    image's), written the way the engine writes it."""
-    text, _ = format_meta(
-        pulled.image_format,
-        env=tuple(document.get("env") or ()),  # type: ignore[arg-type]
-        entrypoint=document.get("entrypoint"),  # type: ignore[arg-type]
-        cmd=document.get("cmd"),  # type: ignore[arg-type]
-        workdir=document.get("workdir"),  # type: ignore[arg-type]
-        user_acl=users,
-        group_acl=groups,
-    )
-    write_atomically(pulled.meta_path, text.encode())
-
-
 def _one_line(error: ShifterError) -> str:
+    """A failed job's status_message: the error's first line and, for a tool, the last
+    thing it said (the cause: "No space left on device", not only an exit status), with
+    the next step when the gateway's own disk is full."""
     lines = str(error).strip().splitlines() or [type(error).__name__]
-    return lines[0][:1000]
+    message = lines[0]
+    if isinstance(error, ToolError):
+        said = [line.strip() for line in error.stderr_tail.splitlines() if line.strip()]
+        causes = [line for line in said if NO_SPACE in line] or said[-1:]
+        if causes:
+            message = f"{message}: {causes[-1]}"
+    if NO_SPACE in message and "gateway" not in message:
+        message += " (the image gateway's scratch or image space is full: its admins must " \
+            "free space, the pull can be retried then)"
+    return message[:1000]

@@ -153,9 +153,8 @@ class WorkerPool:
             self._held[job.pk] = (job.claim, cancel)
         log.info("job %s (%s %s on %s) claimed, attempt %d", job.pk, job.kind,
                  job.params.get("tag") or job.params.get("image_id"), job.system, job.attempts)
-        outcome = "finished"
         try:
-            self.runner.run(job, cancel)
+            outcome = self.runner.run(job, cancel)
         except (JobCancelled, ClaimLost) as stop:
             outcome = self._cancelled(job, stop)
         except Deferred as wait:

@@ -213,3 +213,22 @@ def format_meta(
             warnings.append(f"ENV trimmed: {variable!r} is written as {value!r}")
         lines.append(f"ENV: {value}")
     return "\n".join(lines) + "\n", tuple(warnings)
+
+
+def with_acls(
+    text: str, user_acl: tuple[int, ...] | list[int], group_acl: tuple[int, ...] | list[int]
+) -> str:
+    """A written `.meta` with its USERACL/GROUPACL lines replaced (none: everyone may use
+    the image); every other line is kept as it is, and the ACL lines go where
+    `format_meta` puts them, before the first ENV line."""
+    acl_lines = []
+    if user_acl:
+        acl_lines.append(f"USERACL: {format_acl(user_acl, 'USERACL')}")
+    if group_acl:
+        acl_lines.append(f"GROUPACL: {format_acl(group_acl, 'GROUPACL')}")
+    kept = [
+        line for line in text.splitlines()
+        if line.partition(DELIMITER)[0].strip() not in ("USERACL", "GROUPACL")
+    ]
+    at = next((i for i, line in enumerate(kept) if line.startswith("ENV:")), len(kept))
+    return "\n".join(kept[:at] + acl_lines + kept[at:]) + "\n"
