@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from shifter.errors import ParseError
@@ -9,6 +12,7 @@ from shifter.runtime.config import parse_udiroot_config
 from shifter.runtime.environment import (
     UNSECURE_VARIABLES,
     build_environment,
+    caller_environment,
     host_environment,
     parse_env_file,
     parse_env_option,
@@ -118,3 +122,15 @@ def test_env_file_errors_name_file_and_line() -> None:
     with pytest.raises(ParseError) as caught:
         parse_env_file("A=1\nB=\n", "f.env")
     assert str(caught.value).startswith("f.env:2: invalid env-file entry 'B='")
+
+
+def test_caller_environment_is_what_execve_was_given(tmp_path: Path) -> None:
+    environ = tmp_path / "environ"
+    environ.write_bytes(b"A=1\0NOEQUALS\0B=x=y\0A=2\0EMPTY=\0BYTES=\xff\0")
+    assert caller_environment(str(environ)) == {
+        "A": "1",  # the first of repeated names, as os.environ
+        "B": "x=y",
+        "EMPTY": "",
+        "BYTES": os.fsdecode(b"\xff"),  # exec encodes it back to the same byte
+    }
+

@@ -189,10 +189,14 @@ def _request(options: dict[str, object], command: list[str]) -> object:
 
 
 def _launch(options: dict[str, object] | None, command: list[str], usage: str | None) -> int:
+    from shifter.runtime.environment import caller_environment
+
+    # What the caller gave, not os.environ, which Python's locale coercion changed.
+    environ = caller_environment()
     if options is not None and usage is None:
         from shifter.runtime.enter import try_enter
 
-        status = try_enter(options, command, os.environ)
+        status = try_enter(options, command, environ)
         if status is not None:
             return status
     from shifter.errors import ShifterError
@@ -200,12 +204,12 @@ def _launch(options: dict[str, object] | None, command: list[str], usage: str | 
     from shifter.runtime.identity import refuse_root
     from shifter.runtime.launch import launch
 
-    config = load_udiroot_config()
+    config = load_udiroot_config(environ=environ)
     if usage is not None or options is None:
         raise ShifterError(str(usage), hint=f"see {PROG} --help")
     refuse_root(os.getuid(), os.getgid())
     request = _request(options, command)
-    return launch(request, config, os.environ)  # type: ignore[arg-type]
+    return launch(request, config, environ)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -115,6 +115,33 @@ def read_env_file(path: str) -> tuple[tuple[str, str], ...]:
     return parse_env_file(text, path)
 
 
+def caller_environment(path: str = "/proc/self/environ") -> dict[str, str]:
+    """The environment `shifter` was exec'd with, exactly as the caller gave it.
+
+    Not `os.environ`: when the caller's LC_CTYPE locale is C or POSIX (LANG and LC_ALL
+    unset, `LANG=C`, a locale that is not installed), CPython's locale coercion (PEP 538)
+    sets `LC_CTYPE=C.UTF-8` before any of our code runs, and `-I` keeps its opt-out
+    (PYTHONCOERCECLOCALE=0) from working. The kernel keeps the strings `execve` was given
+    where `setenv` does not write; /proc/self/environ shows them. As in `os.environ`,
+    the first of repeated names wins and strings without `=` are left out.
+    """
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError:
+        import os  # no /proc: the interpreter's copy is the best there is
+
+        return dict(os.environ)
+    from os import fsdecode
+
+    env: dict[str, str] = {}
+    for item in data.split(b"\0"):
+        name, eq, value = item.partition(b"=")
+        if eq:
+            env.setdefault(fsdecode(name), fsdecode(value))
+    return env
+
+
 def host_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The part of the caller's environment the container starts from."""
     return {name: value for name, value in environ.items() if name not in UNSECURE_VARIABLES}
