@@ -34,6 +34,11 @@ class Context:
     verbose: bool = False
     out: TextIO = field(default_factory=lambda: sys.stdout)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    # `-v`: how many replies were printed, and the last one (its status and body): a
+    # reply the same as the one before is not printed again (the gateway's hold on a
+    # failed pull answers the same every 0.5 s for a while).
+    replies_printed: int = field(default=0, init=False)
+    _last_reply: tuple[int, bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def system(self) -> str:
@@ -60,6 +65,10 @@ class Context:
         """`-v`: each reply as the original printed it (non-200 replies too, on stdout)."""
         from shifter.cli.shifterimg_format import message_block, raw_message_block
 
+        if (reply.status, reply.body) == self._last_reply:
+            return
+        self._last_reply = (reply.status, reply.body)
+        self.replies_printed += 1
         if reply.status != 200:
             self.out.write(f"Got response: {reply.status}\n")
         value = decode_json(reply)
