@@ -7,12 +7,14 @@ are the original's, character for character, and tests pin them.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterable
-from typing import TextIO
 
 from shifter.gwclient.records import ImageRecord
+
+TYPE_CHECKING = False  # `shifterimg images` and `lookup` are called in loops: no `typing`
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import TextIO
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 ERASE_LINE = "\r\x1b[2K"  # carriage return, then ANSI "erase the whole line"
@@ -50,6 +52,8 @@ def message_block(value: object) -> str:
     The original printed the gateway's body verbatim, and that gateway pretty-printed it with
     a two-space indent; this prints any gateway's reply the same way.
     """
+    import json
+
     return "Message: " + json.dumps(_ordered(value), indent=2)
 
 

@@ -17,7 +17,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
+    import _socket
     from collections.abc import Mapping
 
 _CHUNK = 64 * 1024
@@ -101,9 +101,34 @@ def _left(deadline: float | None) -> float | None:
     return left
 
 
-def _receive(sock: socket.socket, deadline: float | None) -> bytes:
+def _receive(sock: _socket.socket, deadline: float | None) -> bytes:
     sock.settimeout(_left(deadline))
     return sock.recv(_CHUNK)
+
+
+def connect(host: str, port: int, deadline: float | None) -> _socket.socket:
+    """A TCP connection to the first address of `host` that accepts one.
+
+    `_socket`, not `socket`: the Python module turns its constants into enums on import
+    (~1.5 ms); and the name goes to getaddrinfo as bytes, which spares the `idna` codec
+    (~1.5 ms) for the ASCII names gateways have.
+    """
+    import _socket
+
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
+    error: OSError | None = None
+    for family, kind, protocol, _, address in _socket.getaddrinfo(
+        name, port, 0, _socket.SOCK_STREAM
+    ):
+        sock = _socket.socket(family, kind, protocol)
+        try:
+            sock.settimeout(_left(deadline))
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error or OSError(f"no address for {host}")
 
 
 def plain_exchange(
@@ -119,9 +144,7 @@ def plain_exchange(
 ) -> tuple[int, str, bytes]:
     """Send the request and read the reply: (status, media type in lower case without
     parameters, body). Raises OSError (TimeoutError past `deadline`) or `BrokenReply`."""
-    import socket
-
-    sock = socket.create_connection((host, port), timeout=_left(deadline))
+    sock = connect(host, port, deadline)
     try:
         sock.settimeout(_left(deadline))
         sock.sendall(request_bytes(host, port, method, target, headers, body))
