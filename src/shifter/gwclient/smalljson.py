@@ -60,12 +60,9 @@ def _object(text: str, at: int, depth: int) -> tuple[dict[str, object], int]:
         if text[at : at + 1] != ":":
             raise ValueError(f"expected ':' at {at}")
         members[name], at = _value(text, _skip(text, at + 1), depth)
-        at = _skip(text, at)
-        if text[at : at + 1] == "}":
-            return members, at + 1
-        if text[at : at + 1] != ",":
-            raise ValueError(f"expected ',' or '}}' at {at}")
-        at = _skip(text, at + 1)
+        done, at = _after_item(text, at, "}")
+        if done:
+            return members, at
 
 
 def _array(text: str, at: int, depth: int) -> tuple[list[object], int]:
@@ -76,12 +73,21 @@ def _array(text: str, at: int, depth: int) -> tuple[list[object], int]:
     while True:
         item, at = _value(text, at, depth)
         items.append(item)
-        at = _skip(text, at)
-        if text[at : at + 1] == "]":
-            return items, at + 1
-        if text[at : at + 1] != ",":
-            raise ValueError(f"expected ',' or ']' at {at}")
-        at = _skip(text, at + 1)
+        done, at = _after_item(text, at, "]")
+        if done:
+            return items, at
+
+
+def _after_item(text: str, at: int, closer: str) -> tuple[bool, int]:
+    """After a member or an element: (True, the index after `closer`), or (False, the
+    index of the next one, after the comma)."""
+    at = _skip(text, at)
+    char = text[at : at + 1]
+    if char == closer:
+        return True, at + 1
+    if char != ",":
+        raise ValueError(f"expected ',' or {closer!r} at {at}")
+    return False, _skip(text, at + 1)
 
 
 def _string(text: str, at: int) -> tuple[str, int]:

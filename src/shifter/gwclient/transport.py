@@ -63,27 +63,48 @@ def exchange(
 ) -> Reply:
     """Send one request to `gateway` and read the whole reply, or raise `TransportError`."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    if gateway.scheme == "http" and proxy_for(gateway, environ) is None:
-        from shifter.gwclient.plainhttp import BrokenReply, plain_exchange
+    try:
+        if gateway.scheme == "http" and proxy_for(gateway, environ) is None:
+            from shifter.gwclient.plainhttp import plain_exchange
 
-        try:
             status, media_type, data = plain_exchange(
                 gateway.host, gateway.port, method, gateway.prefix + path,
                 headers=headers, body=body, deadline=deadline, limit=MAX_REPLY_BYTES,
             )  # fmt: skip
             return Reply(status, media_type, data)
-        except TimeoutError:
-            raise TransportError(
-                f"no complete reply within {timeout:g} s (gatewayTimeout)"
-            ) from None
-        except ConnectionRefusedError:
-            raise TransportError("connection refused") from None
-        except BrokenReply as exc:
-            raise TransportError(f"broken HTTP reply ({exc})") from None
-        except OSError as exc:
-            raise TransportError(_describe_os_error(exc)) from None
-    import http.client
+        return _library_exchange(gateway, method, path, headers, body, timeout, deadline,
+                                 environ)  # fmt: skip
+    except TimeoutError:
+        raise TransportError(f"no complete reply within {timeout:g} s (gatewayTimeout)") from None
+    except ConnectionRefusedError:
+        raise TransportError("connection refused") from None
+    except OSError as exc:
+        raise TransportError(_describe_os_error(exc)) from None
+    except Exception as exc:
+        if not _is_broken_reply(exc):
+            raise
+        raise TransportError(f"broken HTTP reply ({type(exc).__name__}: {exc})") from None
 
+
+def _is_broken_reply(exc: Exception) -> bool:
+    """Whether `exc` is either client's word for a reply that is not HTTP (neither module
+    is imported for it: a launch that used one has not imported the other)."""
+    import sys
+
+    for module, name in (("shifter.gwclient.plainhttp", "BrokenReply"),
+                         ("http.client", "HTTPException")):  # fmt: skip
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(exc, getattr(loaded, name)):
+            return True
+    return False
+
+
+def _library_exchange(
+    gateway: GatewayURL, method: str, path: str, headers: Mapping[str, str],
+    body: bytes | None, timeout: float | None, deadline: float | None,
+    environ: Mapping[str, str],
+) -> Reply:  # fmt: skip
+    """The exchange through `http.client` (https, proxies)."""
     connection, target = _connection(gateway, path, timeout, environ)
     try:
         connection.request(method, target, body=body, headers=dict(headers))
@@ -92,14 +113,6 @@ def exchange(
         data = _read_body(connection, response, deadline)
         media_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
         return Reply(response.status, media_type, data)
-    except TimeoutError:
-        raise TransportError(f"no complete reply within {timeout:g} s (gatewayTimeout)") from None
-    except ConnectionRefusedError:
-        raise TransportError("connection refused") from None
-    except OSError as exc:
-        raise TransportError(_describe_os_error(exc)) from None
-    except http.client.HTTPException as exc:
-        raise TransportError(f"broken HTTP reply ({type(exc).__name__}: {exc})") from None
     finally:
         connection.close()
 
