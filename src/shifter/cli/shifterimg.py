@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
 
+    from shifter.cli.shifterimg_common import Context
+
 PROG = "shifterimg"
 EPILOG = (
     "IMAGE is [TYPE:]NAME, e.g. docker:ubuntu:22.04 or ubuntu:22.04 (TYPE defaults to "
@@ -99,7 +101,7 @@ def _quick(argv: list[str]) -> Callable[[], int] | None:
     return None
 
 
-def _context() -> object:
+def _context() -> Context:
     from shifter.cli.shifterimg_common import Context
     from shifter.runtime.config import load_udiroot_config
 

@@ -43,8 +43,6 @@ USER_SOURCE_READ_ONLY_TREES = ("/etc",)
 SITE_FORBIDDEN_EXACT = frozenset(
     ("/", "/opt", "/etc", "/var", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf")
 )
-
-
 SOURCE_HINT = "users can bind directories under /tmp, /var/tmp, site filesystems and the image"
 
 
@@ -128,17 +126,12 @@ def container_source(root_fd: int, spec: VolumeSpec, origin: str) -> Resolved:
     resolved = _resolve(root_fd, spec.source, what, SOURCE_HINT)
     if not resolved.exists or not stat.S_ISDIR(os.fstat(resolved.fd).st_mode):
         resolved.close()
-        raise VolumeError(
-            f"{origin}: volume source {spec.source} is not a directory visible in the container",
-            hint=SOURCE_HINT,
-        )
+        raise VolumeError(f"{what} is not a directory visible in the container", hint=SOURCE_HINT)
     problem = user_source_problem(resolved.path)
     if problem:
         resolved.close()
         where = "" if resolved.path == spec.source else f" resolves to {resolved.path}"
-        raise VolumeError(
-            f"{origin}: volume source {spec.source}{where}: {problem}", hint=SOURCE_HINT
-        )
+        raise VolumeError(f"{what}{where}: {problem}", hint=SOURCE_HINT)
     return resolved
 
 
