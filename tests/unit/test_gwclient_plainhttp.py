@@ -163,3 +163,30 @@ def test_pure_parts() -> None:
     assert dechunk(b"3\r\nabc\r\n0\r\n\r\n") == b"abc"
     with pytest.raises(BrokenReply, match="cut off"):
         dechunk(b"5\r\nabc\r\n")
+
+
+def test_an_ipv6_gateway() -> None:
+    # GatewayURL keeps an IPv6 host without brackets; the Host header gets them back.
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError as error:
+        pytest.skip(f"no IPv6 loopback here: {error}")
+    port = listener.getsockname()[1]
+    seen: list[bytes] = []
+
+    def answer() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            seen.append(connection.recv(65536))
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        reply = plain_exchange("::1", port, "GET", "/", headers={}, limit=10,
+                               deadline=time.monotonic() + 5)  # fmt: skip
+    finally:
+        thread.join(timeout=5)
+        listener.close()
+    assert reply == (200, "", b"ok")
+    assert f"Host: [::1]:{port}\r\n".encode() in seen[0]
