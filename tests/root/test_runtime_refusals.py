@@ -65,7 +65,7 @@ def test_private_image_whose_files_only_its_users_may_read(runtime_site: Site) -
     assert_refused(
         result,
         f"permission denied to image id:{name}: it is private and you are not in its access list",
-        "hint: whoever pulled one of its tags can add you",
+        "hint: access belongs to each tag of the image: someone a tag admits can add you",
     )
     assert ".meta" not in result.stderr
     allowed = runtime_site.run(f"--image=id:{name}", "id", "-u", user=OTHER_USER)

@@ -31,8 +31,9 @@ DIRECTORY_FORMAT = "VFS"
 LOCAL_FORMAT = "local"
 PULL_HINT = "pull it first (shifterimg pull IMAGE), or check the id with shifterimg lookup"
 PRIVATE_HINT = (
-    "whoever pulled one of its tags can add you (shifterimg pull --user/--group); "
-    "`shifterimg images` lists the images you may use"
+    "access belongs to each tag of the image: someone a tag admits can add you "
+    "(shifterimg pull --user/--group), or pull the tag with your own registry login "
+    "(shifterimg login)"
 )
 
 
