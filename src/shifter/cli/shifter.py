@@ -196,8 +196,8 @@ def _request(options: dict[str, object], command: list[str]) -> object:
 def _launch(options: dict[str, object] | None, command: list[str], usage: str | None) -> int:
     from shifter.runtime.environment import caller_environment
 
-    # What the caller gave, not os.environ, which Python's locale coercion changed.
-    environ = caller_environment()
+    # What the caller gave: os.environ without the LC_CTYPE Python's locale coercion set.
+    environ = caller_environment(os.environ)
     if options is not None and usage is None:
         from shifter.runtime.enter import try_enter
 

@@ -62,6 +62,9 @@ UNSECURE_VARIABLES = frozenset(
     )
 )
 ENV_HINT = "write NAME=VALUE with a non-empty NAME and VALUE"
+LC_CTYPE = "LC_CTYPE"
+# What CPython's locale coercion may set LC_CTYPE to (_TARGET_LOCALES in Python/pylifecycle.c).
+COERCION_TARGETS = ("C.UTF-8", "C.utf8", "UTF-8")
 
 
 def split_assignment(text: str) -> tuple[str, str] | None:
@@ -115,23 +118,37 @@ def read_env_file(path: str) -> tuple[tuple[str, str], ...]:
     return parse_env_file(text, path)
 
 
-def caller_environment(path: str = "/proc/self/environ") -> dict[str, str]:
-    """The environment `shifter` was exec'd with, exactly as the caller gave it.
+def caller_environment(
+    environ: Mapping[str, str], path: str = "/proc/self/environ"
+) -> dict[str, str]:
+    """`environ` (the interpreter's `os.environ`) with LC_CTYPE as the caller gave it.
 
-    Not `os.environ`: when the caller's LC_CTYPE locale is C or POSIX (LANG and LC_ALL
-    unset, `LANG=C`, a locale that is not installed), CPython's locale coercion (PEP 538)
-    sets `LC_CTYPE=C.UTF-8` before any of our code runs, and `-I` keeps its opt-out
+    When the caller's LC_CTYPE locale is C or POSIX (LANG and LC_ALL unset, `LANG=C`, a
+    locale that is not installed), CPython's locale coercion (PEP 538) sets LC_CTYPE to
+    one of `COERCION_TARGETS` before any of our code runs, and `-I` keeps its opt-out
     (PYTHONCOERCECLOCALE=0) from working. The kernel keeps the strings `execve` was given
-    where `setenv` does not write; /proc/self/environ shows them. As in `os.environ`,
-    the first of repeated names wins and strings without `=` are left out.
+    where `setenv` does not write: /proc/self/environ shows the caller's LC_CTYPE, or that
+    there was none. Nothing else is taken from there, so a caller that runs `main()` in
+    its own process and changed its environment keeps its changes.
     """
+    env = dict(environ)
+    if env.get(LC_CTYPE) not in COERCION_TARGETS:
+        return env
     try:
         with open(path, "rb") as file:
-            data = file.read()
+            given = exec_environment(file.read()).get(LC_CTYPE)
     except OSError:
-        import os  # no /proc: the interpreter's copy is the best there is
+        return env  # no /proc: nothing to tell a coerced value from a given one
+    if given is None:
+        del env[LC_CTYPE]
+    else:
+        env[LC_CTYPE] = given
+    return env
 
-        return dict(os.environ)
+
+def exec_environment(data: bytes) -> dict[str, str]:
+    """The NUL-separated `NAME=VALUE` strings of /proc/PID/environ, decoded as `os.environ`
+    decodes them: the first of repeated names wins, strings without `=` are left out."""
     from os import fsdecode
 
     env: dict[str, str] = {}
