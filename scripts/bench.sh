@@ -6,6 +6,8 @@
 #                                       about 7 minutes; the first run also debootstraps
 #                                       Debian (about a minute). ARGS e.g. --quick, --help
 #   scripts/bench.sh launch [ARGS]      launch latency only (bench/launch.py)
+#   scripts/bench.sh lookup [ARGS]      docker: launches and shifterimg lookup/images against
+#                                       a local gateway (bench/lookup.py): about a minute
 #   scripts/bench.sh gateway [ARGS]     image gateway lookups/s and pull latency with munge
 #                                       credentials, SQLite and PostgreSQL, 1 and 2 server
 #                                       processes (bench/gateway.py): about 6 minutes
@@ -18,11 +20,12 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "bench.sh: run as root (it installs Debian packages, runs debootstrap, mounts)" >&2
     exit 1
 fi
-benchmarks=(convert launch gateway)  # convert first: it caches the Debian tree launch uses
+benchmarks=(convert launch lookup gateway)  # convert first: it caches the Debian tree launch uses
 if [ "$#" -gt 0 ]; then
     case "$1" in
-        convert|launch|gateway) benchmarks=("$1"); shift ;;
-        *) echo "bench.sh: unknown benchmark '$1' (convert, launch or gateway)" >&2; exit 2 ;;
+        convert|launch|lookup|gateway) benchmarks=("$1"); shift ;;
+        *) echo "bench.sh: unknown benchmark '$1' (convert, launch, lookup or gateway)" >&2
+           exit 2 ;;
     esac
 fi
 bash scripts/install.sh --bench

@@ -77,8 +77,10 @@ fi
 # file); this one starts it with -I -S (docs/performance.md, "Launch-path imports").
 # setupRoot and unsetupRoot run as root in every job's prolog and epilog: isolated, the
 # caller's PYTHONPATH and user site-packages cannot change what they import.
+# shifterimg: workflow tools call `shifterimg lookup` in loops.
 .venv/bin/python -m shifter.cli.launcher .venv/bin/shifter .venv/bin/setupRoot .venv/bin/unsetupRoot \
-    || echo "install.sh: warning: shifter, setupRoot and unsetupRoot keep pip's console scripts" >&2
+    .venv/bin/shifterimg \
+    || echo "install.sh: warning: shifter, setupRoot, unsetupRoot and shifterimg keep pip's console scripts" >&2
 
 # Site directories, as the seed's installation guide lays them out.
 install -d -m 0755 /var/udiMount /var/udiLoopMount /etc/shifter

@@ -15,6 +15,7 @@ from tests.services.runtime_fixtures import (
     SHIFTER,
     TEST_USER,
     Site,
+    container_env_from_exactly,
     gid_of,
     shifter_env,
     uid_of,
@@ -129,6 +130,30 @@ def test_environment_layers(runtime_site: Site) -> None:
     assert env["PATH"] == "/usr/bin:/bin:/site/bin"
     assert env["SHIFTER_IMAGE"] == runtime_site.images.id("main")
     assert env["SHIFTER_IMAGEREQUEST"] == runtime_site.images.ref("main")
+
+
+@pytest.mark.parametrize(
+    "locale",
+    [{}, {"LANG": "C"}, {"LC_CTYPE": "POSIX"}, {"LANG": "xx_XX.UTF-8"}, {"LC_ALL": "C"}],
+)
+def test_the_callers_environment_exactly_whatever_its_locale(
+    runtime_site: Site, locale: dict[str, str]
+) -> None:
+    # With a C locale, Python's locale coercion (PEP 538) puts LC_CTYPE=C.UTF-8 into its
+    # own environment; the container must not see it.
+    given = {"HOST_VAR": "host", **locale}
+    env = container_env_from_exactly(
+        runtime_site.config, given, f"--image={runtime_site.images.ref('main')}"
+    )
+    image = runtime_site.images.id("main")
+    assert env == {
+        **given,
+        "PATH": "/usr/bin:/bin",  # the image's
+        "SHIFTER_CONFIG": str(runtime_site.config),
+        "IMAGE_VAR": "from-image",
+        "SHIFTER_IMAGE": image,
+        "SHIFTER_IMAGEREQUEST": f"id:{image}",
+    }
 
 
 def test_clearenv_keeps_only_what_shifter_and_the_image_set(runtime_site: Site) -> None:

@@ -4,6 +4,8 @@ including a setuid-root binary in one."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -41,11 +43,33 @@ def test_private_image_of_another_user_is_refused_although_readable(runtime_site
         runtime_site.images.path / f"{runtime_site.images.id('private_user')}.squashfs"
     ).stat().st_mode & 0o004
     assert_refused(
-        runtime_site.run(f"--image={image}", "true"), f"permission denied to image {image}"
+        runtime_site.run(f"--image={image}", "true"),
+        f"permission denied to image {image}: it is private and you are not in its access list",
     )
     allowed = runtime_site.run(f"--image={image}", "id", "-u", user=OTHER_USER)
     assert allowed.returncode == 0, allowed.stderr
     assert allowed.stdout == f"{uid_of(OTHER_USER)}\n"
+
+
+def test_private_image_whose_files_only_its_users_may_read(runtime_site: Site) -> None:
+    # As the gateway stores a private image: mode 0600 and a read ACL entry per user.
+    images = runtime_site.directory("private-images")
+    name = runtime_site.images.id("private_user")
+    meta = images / f"{name}.meta"
+    shutil.copy(runtime_site.images.path / f"{name}.meta", meta)
+    os.link(runtime_site.images.squashfs, images / f"{name}.squashfs")
+    meta.chmod(0o600)
+    subprocess.run(["setfacl", "-m", f"u:{OTHER_USER}:r", str(meta)], check=True)
+    runtime_site.configure(imagePath=images)
+    result = runtime_site.run(f"--image=id:{name}", "true")
+    assert_refused(
+        result,
+        f"permission denied to image id:{name}: it is private and you are not in its access list",
+        "hint: access belongs to each tag of the image: someone a tag admits can add you",
+    )
+    assert ".meta" not in result.stderr
+    allowed = runtime_site.run(f"--image=id:{name}", "id", "-u", user=OTHER_USER)
+    assert allowed.returncode == 0, allowed.stderr
 
 
 def test_private_image_of_a_group_the_user_is_in(runtime_site: Site) -> None:
@@ -71,7 +95,7 @@ def test_image_path_unreadable(runtime_site: Site) -> None:
     hidden = runtime_site.directory("hidden-images", 0o700)
     runtime_site.configure(imagePath=hidden)
     result = runtime_site.run(f"--image={runtime_site.images.ref('main')}", "true")
-    assert_refused(result, "permission denied", "must be readable by every shifter user")
+    assert_refused(result, "permission denied", "imagePath must be readable by every shifter user")
 
 
 def test_image_file_unreadable(runtime_site: Site) -> None:

@@ -232,3 +232,41 @@ def test_site_filesystem_missing_on_the_host(runtime_site: Site) -> None:
     runtime_site.configure(siteFs=f"{runtime_site.root}/absent:/absent")
     result = runtime_site.run(f"--image={runtime_site.images.ref('main')}", "true")
     assert_refused(result, "is not a directory on this host")
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("{data}/to_root", "resolves to /: it is the container's root"),
+        ("/", "volume source /: it is the container's root"),
+        ("{data}/to_proc_sys", "resolves to /proc/sys: /proc/sys is in /proc"),
+        ("/sys/kernel", "/sys/kernel is in /sys, which users may not bind elsewhere"),
+        ("{data}/to_dev", "resolves to /dev: /dev is in /dev"),
+        ("/proc/self/root", "resolves to /: it is the container's root"),
+        # readlink of another user's /proc/PID/root fails (EACCES): a refusal, not exit 70
+        ("/proc/1/root", "cannot look up /proc/1/root in the container: Permission denied"),
+    ],
+)
+def test_sources_resolving_to_the_root_or_kernel_interfaces_are_refused(
+    runtime_site: Site, data: Path, source: str, reason: str
+) -> None:
+    for name, target in (("to_root", "/"), ("to_proc_sys", "/proc/sys"), ("to_dev", "/dev")):
+        (data / name).symlink_to(target)
+    result = runtime_site.run(
+        f"--image={runtime_site.images.ref('main')}", f"-V{source.format(data=data)}:/d", "true"
+    )
+    assert_refused(result, reason, "hint: users can bind directories under /tmp")
+
+
+def test_a_source_in_etc_is_bound_read_only(runtime_site: Site, data: Path) -> None:
+    # With a writable root, only the volume's own flag keeps /etc from the user's writes.
+    runtime_site.configure(mountUdiRootWritable=1)
+    (data / "to_etc").symlink_to("/etc")
+    script = "touch /d/x 2>&1; grep ' /d ' /proc/self/mountinfo"
+    out = output_of(
+        runtime_site.run(
+            f"--image={runtime_site.images.ref('main')}", f"-V{data}/to_etc:/d", "sh", "-c", script
+        )
+    )
+    assert "Read-only file system" in out
+    assert "ro" in out.strip().splitlines()[-1].split()[5].split(",")

@@ -24,6 +24,7 @@ from tests.services.runtime_fixtures import (
     TEST_USER,
     RuntimeImages,
     Site,
+    container_env_from_exactly,
     gid_of,
     output_of,
     shifter_env,
@@ -109,6 +110,21 @@ def test_the_environment_variables_of_a_job_enter(root_site: RootSite) -> None:
     env = {"SHIFTER_IMAGETYPE": "id", "SHIFTER_IMAGE": root_site.images.id("main")}
     out = output_of(root_site.run("cat", "/proc/self/mountinfo", env=env))
     assert _image_filesystem(out) == "squashfs"
+
+
+@pytest.mark.parametrize("locale", [{}, {"LANG": "C"}])
+def test_the_callers_environment_exactly_on_entering(
+    root_site: RootSite, locale: dict[str, str]
+) -> None:
+    # Python's locale coercion (PEP 538) must not leak LC_CTYPE=C.UTF-8 in this way either.
+    setup_ok(root_site)
+    image = f"--image={root_site.images.ref('main')}"
+    assert _image_filesystem(output_of(root_site.run(image, "cat", "/proc/self/mountinfo"))) == (
+        "squashfs"
+    )  # this request enters
+    env = container_env_from_exactly(root_site.site.config, locale, image)
+    assert "LC_CTYPE" not in env
+    assert {name: env[name] for name in locale} == locale
 
 
 def test_a_different_request_builds_its_own_container(root_site: RootSite, user_tmp: Path) -> None:

@@ -4,9 +4,11 @@ image, however many containers use it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,6 +91,35 @@ def test_lazy_detach_with_a_process_still_inside(root_site: RootSite) -> None:
     finally:
         inside.kill()
         inside.wait()
+    assert wait_for_no_loops(root_site.images.path) == {}
+
+
+def test_copies_in_another_mount_namespace_are_named(root_site: RootSite) -> None:
+    setup_ok(root_site)
+    own = os.readlink("/proc/self/ns/mnt")
+    # A process that makes its own mount namespace while the container is up (private
+    # propagation: the host's detach does not reach its copy).
+    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "600"])
+    try:
+        deadline = time.monotonic() + 30
+        while os.readlink(f"/proc/{holder.pid}/ns/mnt") == own or Path(
+            f"/proc/{holder.pid}/comm"
+        ).read_text() != "sleep\n":
+            assert time.monotonic() < deadline, "unshare did not start sleep"
+            time.sleep(0.02)
+        result = root_site.unsetup()
+        assert result.returncode == 1, result.stderr
+        assert "copies of the container's mounts live on in other mount namespaces" in (
+            result.stderr
+        )
+        assert f"held by processes {holder.pid} (sleep)" in result.stderr
+        assert root_site.mounts() == []  # this namespace's are gone all the same
+        assert len(root_site.loops()) == 1  # the copy holds the image
+    finally:
+        holder.kill()
+        holder.wait()
+    again = root_site.unsetup()
+    assert (again.returncode, again.stderr) == (0, "")
     assert wait_for_no_loops(root_site.images.path) == {}
 
 

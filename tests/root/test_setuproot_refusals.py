@@ -155,3 +155,29 @@ def test_shifter_as_root_keeps_refusing(root_site: RootSite) -> None:
     setup_ok(root_site)
     result = root_site.run(f"--image={root_site.images.ref('main')}", "true", user=None)
     assert_refused(result, "shifter does not run containers as root")
+
+
+def test_sources_resolving_to_the_root_or_kernel_interfaces(
+    root_site: RootSite, user_dir: Path
+) -> None:
+    (user_dir / "open" / "to_root").symlink_to("/")
+    (user_dir / "open" / "to_proc_sys").symlink_to("/proc/sys")
+    _refused(root_site, "-v", f"{user_dir}/open/to_root:/data",
+             phrases=("resolves to /: it is the container's root",))  # fmt: skip
+    _refused(root_site, "-v", f"{user_dir}/open/to_proc_sys:/data",
+             phrases=("resolves to /proc/sys: /proc/sys is in /proc",))  # fmt: skip
+    _refused(root_site, "-v", "/dev/shm:/data", phrases=("/dev/shm is in /dev",))
+    # Another user's /proc/PID/root: refused cleanly (exit 1), whichever check says so.
+    _refused(root_site, "-v", "/proc/1/root:/data", phrases=("-v: volume source /proc/1/root",))
+
+
+def test_a_source_in_etc_is_bound_read_only(root_site: RootSite, user_dir: Path) -> None:
+    # With a writable root, only the volume's own flag keeps /etc from the user's writes.
+    root_site.configure(mountUdiRootWritable=1)
+    (user_dir / "open" / "to_etc").symlink_to("/etc")
+    setup_ok(root_site, "-v", f"{user_dir}/open/to_etc:/data")
+    target = f"{root_site.site.udi_mount}/data"
+    mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
+    lines = [line.split() for line in mountinfo if line.split()[4] == target]
+    assert len(lines) == 1, lines
+    assert "ro" in lines[0][5].split(",")  # the mount's own flags, not the superblock's

@@ -139,6 +139,24 @@ def test_a_pull_that_fails_exits_1_with_the_reason(
     assert verbose.stdout.startswith('Got response: 404\nMessage: {\n  "status": 404,\n')
 
 
+def test_a_verbose_failed_pull_prints_its_reply_once(
+    start_site: Callable[..., Site], repo_name: str
+) -> None:
+    # A second pull of a failed image meets the gateway's hold: shifterimg asks every
+    # 0.5 s for a while, and each identical reply used to print its block again.
+    site = start_site(SHIFTER_IMAGEGW_FAILURE_HOLD_S="60")
+    tag = f"{repo_name}:nosuchtag"
+    assert site.run("pull", tag).returncode == 1
+    result = site.run("-v", "pull", tag)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert result.stdout.count("Message: {") == 1, result.stdout
+    assert [status for _, _, status in status_lines(result.stdout)] == ["FAILURE"]
+    # The last two lines keep the layout workflow tools parse: the status, then a blank.
+    assert STATUS_LINE.match(lines[-2]) and lines[-2].split()[5] == "FAILURE"
+    assert lines[-1] == ""
+
+
 def test_a_pull_right_after_a_failure_waits_for_the_gateway_to_retry(
     start_site: Callable[..., Site], registry_anon: RegistryEndpoint, repo_name: str
 ) -> None:

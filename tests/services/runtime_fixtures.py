@@ -239,6 +239,20 @@ def shifter_env(config: Path, extra: Mapping[str, str] | None = None) -> dict[st
     return {"PATH": "/usr/bin:/bin", "SHIFTER_CONFIG": str(config), **(extra or {})}
 
 
+def container_env_from_exactly(
+    config: Path, variables: Mapping[str, str], *args: str
+) -> dict[str, str]:
+    """The environment `env` prints in the container when the test user runs `shifter
+    ARGS env` with exactly `variables` (and PATH, SHIFTER_CONFIG): `env -i` after runuser,
+    so that neither runuser nor PAM adds anything."""
+    given = {"PATH": "/usr/bin:/bin", "SHIFTER_CONFIG": str(config), **variables}
+    argv = ["/usr/sbin/runuser", "-u", TEST_USER, "--", "env", "-i",
+            *(f"{name}={value}" for name, value in given.items()), str(SHIFTER), *args, "env"]
+    result = subprocess.run(argv, env={}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return dict(line.split("=", 1) for line in result.stdout.splitlines())
+
+
 def output_of(result: subprocess.CompletedProcess[str]) -> str:
     """The stdout of a run that must have succeeded (its stderr in the failure message)."""
     assert result.returncode == 0, result.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from shifter.errors import ParseError
@@ -9,6 +12,8 @@ from shifter.runtime.config import parse_udiroot_config
 from shifter.runtime.environment import (
     UNSECURE_VARIABLES,
     build_environment,
+    caller_environment,
+    exec_environment,
     host_environment,
     parse_env_file,
     parse_env_option,
@@ -118,3 +123,39 @@ def test_env_file_errors_name_file_and_line() -> None:
     with pytest.raises(ParseError) as caught:
         parse_env_file("A=1\nB=\n", "f.env")
     assert str(caught.value).startswith("f.env:2: invalid env-file entry 'B='")
+
+
+def test_exec_environment_is_read_as_os_environ_reads_it() -> None:
+    assert exec_environment(b"A=1\0NOEQUALS\0B=x=y\0A=2\0EMPTY=\0BYTES=\xff\0") == {
+        "A": "1",  # the first of repeated names, as os.environ
+        "B": "x=y",
+        "EMPTY": "",
+        "BYTES": os.fsdecode(b"\xff"),  # exec encodes it back to the same byte
+    }
+
+
+@pytest.mark.parametrize(
+    ("current", "given", "expected"),
+    [
+        # coerced: LC_CTYPE unset by the caller, or set to C or POSIX
+        ({"A": "1", "LC_CTYPE": "C.UTF-8"}, b"A=1\0", {"A": "1"}),
+        ({"LC_CTYPE": "C.UTF-8"}, b"LC_CTYPE=POSIX\0", {"LC_CTYPE": "POSIX"}),
+        ({"LC_CTYPE": "UTF-8"}, b"LC_CTYPE=xx_XX\0", {"LC_CTYPE": "xx_XX"}),
+        # not coerced: the caller's own C.UTF-8, another value, none
+        ({"LC_CTYPE": "C.UTF-8"}, b"LC_CTYPE=C.UTF-8\0", {"LC_CTYPE": "C.UTF-8"}),
+        ({"LC_CTYPE": "de_DE.UTF-8"}, b"", {"LC_CTYPE": "de_DE.UTF-8"}),
+        # changes made in this process since its exec are kept
+        ({"NEW": "x"}, b"OLD=y\0", {"NEW": "x"}),
+    ],
+)
+def test_caller_environment_undoes_only_the_locale_coercion(
+    tmp_path: Path, current: dict[str, str], given: bytes, expected: dict[str, str]
+) -> None:
+    environ = tmp_path / "environ"
+    environ.write_bytes(given)
+    assert caller_environment(current, str(environ)) == expected
+
+
+def test_caller_environment_without_proc_keeps_what_it_has(tmp_path: Path) -> None:
+    current = {"LC_CTYPE": "C.UTF-8"}
+    assert caller_environment(current, str(tmp_path / "missing")) == current

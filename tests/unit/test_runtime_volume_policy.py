@@ -12,6 +12,8 @@ from shifter.runtime.volumes import (
     check_site_volume,
     check_user_volume,
     site_target_problem,
+    user_source_problem,
+    user_source_read_only,
     user_target_problem,
 )
 from shifter.runtime.volumespec import parse_volume_spec, parse_volume_specs
@@ -76,3 +78,15 @@ def test_signature_matches_the_original() -> None:
         'size=104857600,bs=1048576,method=loop,fstype=xfs;/d:/c;/q:/r",'
         '"modules":"mpich,gpu,"}'
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "refused", "read_only"),
+    [("/", True, False), ("/proc", True, False), ("/proc/sys/kernel", True, False),
+     ("/sys", True, False), ("/dev/shm", True, False), ("/etc", False, True),
+     ("/etc/ssh", False, True), ("/tmp/data", False, False), ("/procfoo", False, False),
+     ("/etcetera", False, False), ("/global/dev", False, False)],
+)  # fmt: skip
+def test_user_sources(source: str, refused: bool, read_only: bool) -> None:
+    assert (user_source_problem(source) is not None) is refused
+    assert user_source_read_only(source) is read_only

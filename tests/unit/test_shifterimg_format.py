@@ -95,6 +95,18 @@ def test_verbose_prints_every_status_and_a_blank_line_at_the_end() -> None:
     )
 
 
+def test_verbose_does_not_repeat_a_status_when_no_new_reply_was_printed() -> None:
+    # The gateway's hold on a failed pull: the same FAILURE reply, every 0.5 s, which the
+    # reply printer shows once (its count stays at 1), then a retry that succeeds.
+    out = io.StringIO()
+    printed = iter([1, 1, 1, 2, 3])
+    progress = Progress(out, "Pulling", "docker:ubuntu:16.04", verbose=True, tty=False,
+                        replies=lambda: next(printed))  # fmt: skip
+    for status in ["FAILURE", "FAILURE", "FAILURE", "PULLING", "READY"]:
+        progress.show(record(status), STAMP)
+    assert out.getvalue() == f"{LINE}FAILURE\n\n{LINE}PULLING\n{LINE}READY\n\n"
+
+
 def test_an_interrupted_terminal_line_is_ended() -> None:
     out = io.StringIO()
     progress = Progress(out, "Importing", "custom:x:v1", verbose=False, tty=True)

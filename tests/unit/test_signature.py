@@ -198,7 +198,7 @@ def test_fast_options_are_the_ones_it_understands() -> None:
 
     destinations = {dest for _, dest in (*SHORT.values(), *LONG.values())}
     assert destinations >= enter.FAST_OPTIONS
-    assert destinations - enter.FAST_OPTIONS == {"help", "verbose", "debug"}
+    assert destinations - enter.FAST_OPTIONS == {"help", "verbose", "debug", "check_config"}
 
 
 def test_the_enter_path_loads_nothing_heavy() -> None:

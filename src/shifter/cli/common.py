@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import TextIO
 
+    from shifter.runtime.config import UdiRootConfig
+
 EXIT_INTERRUPTED = 130
 EXIT_BUG = 70  # EX_SOFTWARE: an internal error, not the user's
 
@@ -41,6 +43,24 @@ def configure_logging(
         handler.shifter_handler = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else level)
+
+
+def print_config_warnings(prog: str, config: UdiRootConfig, stream: TextIO | None = None) -> None:
+    """udiRoot.conf's warnings (deprecated keys, repeated keys), one line each, on stderr."""
+    out = stream or sys.stderr
+    for warning in config.warnings:
+        print(f"{prog}: warning: {warning}", file=out)
+    out.flush()
+
+
+def check_config(prog: str, config: UdiRootConfig, out: TextIO) -> int:
+    """`--check-config`: the loaded file's warnings on stderr, a summary on `out`; 0.
+    (A file that does not load has already raised, which ends the command with 1.)"""
+    print_config_warnings(prog, config)
+    count = len(config.warnings)
+    noun = "warning" if count == 1 else "warnings"
+    print(f"{config.source}: loads ({count} {noun})", file=out)
+    return 0
 
 
 def report_error(

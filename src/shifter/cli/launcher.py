@@ -1,5 +1,5 @@
-"""`python -m shifter.cli.launcher PATH...`: write `shifter`, `setupRoot` and `unsetupRoot`
-scripts that start Python isolated.
+"""`python -m shifter.cli.launcher PATH...`: write `shifter`, `setupRoot`, `unsetupRoot` and
+`shifterimg` scripts that start Python isolated.
 
 pip's console script runs the interpreter with `site`, which reads every `.pth` file in
 site-packages (an editable install's path entry, setuptools' distutils hook) before
@@ -10,7 +10,8 @@ site-packages out of the launcher: the command imports what the site installed. 
 matters most for setupRoot and unsetupRoot, which a job prolog and epilog run as root.
 
 Each PATH's file name says which command it launches (`COMMANDS`). `scripts/install.sh`
-replaces the venv's `bin/shifter`, `bin/setupRoot` and `bin/unsetupRoot` with them; a site
+replaces the venv's `bin/shifter`, `bin/setupRoot`, `bin/unsetupRoot` and `bin/shifterimg`
+(which workflow tools call in loops) with them; a site
 that installs with pip can run this module the same way. A later `pip install` writes pip's
 scripts back, which are slower but otherwise the same.
 """
@@ -30,6 +31,7 @@ COMMANDS = {
     "shifter": "shifter.cli.shifter",
     "setupRoot": "shifter.cli.setuproot",
     "unsetupRoot": "shifter.cli.unsetuproot",
+    "shifterimg": "shifter.cli.shifterimg",
 }
 
 

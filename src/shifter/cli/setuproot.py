@@ -47,7 +47,7 @@ modules; unsetupRoot takes it down.
   -G GID         the job's gid (default: USER's primary group)
   -v VOLUME      a user volume, SRC:DEST[:ro|:perNodeCache=size=SIZE[,fs=xfs]] (repeatable)
   -m MODULES     site modules, comma-separated, or none (default: the site's)
-  -V             print what was built
+  -V             print what was built, and udiRoot.conf's warnings on stderr
   -s SSH_PUBKEY  sshd in the container: not supported yet (refused)
   -N NODESPEC    the hostsfile: not supported yet (refused)
       --debug    show tracebacks of errors
@@ -108,6 +108,7 @@ def _run(args: list[str]) -> int:
     request, verbose = _request(args)
     if verbose:
         common.configure_logging(debug=True)
+        common.print_config_warnings(PROG, config)
     result = setup_root(config, request, config_stamp=stamp, steps=Steps(verbose))
     if verbose:
         device = f" on {result.loop_device}" if result.loop_device else ""

@@ -55,6 +55,7 @@ LONG = {
     "env-file": (REQUIRED, "env_file"),
     "clearenv": (FLAG, "clearenv"),
     "debug": (FLAG, "debug"),
+    "check-config": (FLAG, "check_config"),
 }
 REPEATED = ("volume", "env")  # every value is kept; for the others the last one wins
 HELP = """\
@@ -78,8 +79,12 @@ Options:
       --entrypoint[=PROG]  run the image's entrypoint (or PROG) with the arguments
   -w, --workdir[=PATH]     start in PATH (attached: --workdir=PATH, -wPATH), or in the
                            image's WORKDIR when no PATH is given
-  -v, --verbose            log the launch steps and their durations
+  -v, --verbose            log the launch steps and their durations, and print
+                           udiRoot.conf's warnings (deprecated or repeated keys)
       --debug              like --verbose, and show tracebacks of errors
+      --check-config       check udiRoot.conf ($SHIFTER_CONFIG, else
+                           /etc/shifter/udiRoot.conf), print its warnings and exit:
+                           0 when it loads, 1 when it does not
   -h, --help               show this help
 
 Without --image: $SHIFTER (TYPE:IMAGE), then $SHIFTER_IMAGETYPE with $SHIFTER_IMAGE, then
@@ -189,10 +194,14 @@ def _request(options: dict[str, object], command: list[str]) -> object:
 
 
 def _launch(options: dict[str, object] | None, command: list[str], usage: str | None) -> int:
+    from shifter.runtime.environment import caller_environment
+
+    # What the caller gave: os.environ without the LC_CTYPE Python's locale coercion set.
+    environ = caller_environment(os.environ)
     if options is not None and usage is None:
         from shifter.runtime.enter import try_enter
 
-        status = try_enter(options, command, os.environ)
+        status = try_enter(options, command, environ)
         if status is not None:
             return status
     from shifter.errors import ShifterError
@@ -200,12 +209,16 @@ def _launch(options: dict[str, object] | None, command: list[str], usage: str | 
     from shifter.runtime.identity import refuse_root
     from shifter.runtime.launch import launch
 
-    config = load_udiroot_config()
+    config = load_udiroot_config(environ=environ)
     if usage is not None or options is None:
         raise ShifterError(str(usage), hint=f"see {PROG} --help")
+    if options.get("check_config"):
+        return common.check_config(PROG, config, sys.stdout)
+    if options.get("verbose") or options.get("debug"):
+        common.print_config_warnings(PROG, config)
     refuse_root(os.getuid(), os.getgid())
     request = _request(options, command)
-    return launch(request, config, os.environ)  # type: ignore[arg-type]
+    return launch(request, config, environ)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,15 +5,24 @@ As in the original, udiRoot.conf is loaded and validated before anything else (o
 `gatewayTimeout` bounds each request. Options may come before the subcommand, as the
 original required, or after it. Exit status: 0 success, 1 failure (the message says
 which), 2 a usage error, 130 interrupted. `docs/shifterimg.md` describes every command.
+
+Workflow tools call `shifterimg lookup IMAGE` (and `images`) in loops: exactly those two
+command lines run without argparse (~7 ms to import) and the parser's modules; every other
+command line, `--help` included, goes through the parser.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 
 from shifter.cli import common
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+
+    from shifter.cli.shifterimg_common import Context
 
 PROG = "shifterimg"
 EPILOG = (
@@ -24,6 +33,8 @@ EPILOG = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     from shifter.cli import (
         shifterimg_expire,
         shifterimg_images,
@@ -77,8 +88,31 @@ def _run(argv: list[str]) -> int:
     return args.run(args, ctx)
 
 
+def _quick(argv: list[str]) -> Callable[[], int] | None:
+    """`lookup IMAGE` and `images`, exactly: what they do, without the parser; else None."""
+    if len(argv) == 2 and argv[0] == "lookup" and not argv[1].startswith("-"):
+        from shifter.cli.shifterimg_lookup import lookup
+
+        return lambda: lookup(_context(), argv[1])
+    if argv == ["images"]:
+        from shifter.cli.shifterimg_images import list_images
+
+        return lambda: list_images(_context())
+    return None
+
+
+def _context() -> Context:
+    from shifter.cli.shifterimg_common import Context
+    from shifter.runtime.config import load_udiroot_config
+
+    return Context(load_udiroot_config())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    action = _quick(args)
+    if action is not None:
+        return common.run_command(PROG, action, debug=False)
     return common.run_command(PROG, lambda: _run(args), debug="--debug" in args)
 
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TextIO
 
 from shifter.errors import ShifterError
 from shifter.gwclient import MUNGE_SOCKET_ENV, GatewayClient
@@ -14,6 +11,11 @@ from shifter.gwclient.client import decode_json, is_json_value
 from shifter.gwclient.transport import Reply
 from shifter.image.descriptor import ImageDescriptor, ImageType, parse_descriptor
 from shifter.runtime.config import UdiRootConfig
+
+TYPE_CHECKING = False  # `typing` costs `shifterimg lookup` ~2 ms, `dataclasses` ~5 ms
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import TextIO
 
 GATEWAY_TYPES = (ImageType.DOCKER, ImageType.CUSTOM)
 
@@ -26,14 +28,26 @@ def describe(doc: str | None) -> str:
     return text[:1].upper() + text[1:]
 
 
-@dataclass
 class Context:
-    """One `shifterimg` run: its validated udiRoot.conf, options and output stream."""
+    """One `shifterimg` run: its validated udiRoot.conf, options and output stream.
+    (A plain class: `shifterimg lookup` is called in loops by workflow tools.)"""
 
-    config: UdiRootConfig
-    verbose: bool = False
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    def __init__(
+        self,
+        config: UdiRootConfig,
+        verbose: bool = False,
+        out: TextIO | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.verbose = verbose
+        self.out = sys.stdout if out is None else out
+        self.environ = os.environ if environ is None else environ
+        # `-v`: how many replies were printed, and the last one (its status and body): a
+        # reply the same as the one before is not printed again (the gateway's hold on a
+        # failed pull answers the same every 0.5 s for a while).
+        self.replies_printed = 0
+        self._last_reply: tuple[int, bytes] | None = None
 
     @property
     def system(self) -> str:
@@ -60,6 +74,10 @@ class Context:
         """`-v`: each reply as the original printed it (non-200 replies too, on stdout)."""
         from shifter.cli.shifterimg_format import message_block, raw_message_block
 
+        if (reply.status, reply.body) == self._last_reply:
+            return
+        self._last_reply = (reply.status, reply.body)
+        self.replies_printed += 1
         if reply.status != 200:
             self.out.write(f"Got response: {reply.status}\n")
         value = decode_json(reply)

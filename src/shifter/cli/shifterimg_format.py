@@ -7,12 +7,14 @@ are the original's, character for character, and tests pin them.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable
-from typing import TextIO
 
 from shifter.gwclient.records import ImageRecord
+
+TYPE_CHECKING = False  # `shifterimg images` and `lookup` are called in loops: no `typing`
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import TextIO
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 ERASE_LINE = "\r\x1b[2K"  # carriage return, then ANSI "erase the whole line"
@@ -50,6 +52,8 @@ def message_block(value: object) -> str:
     The original printed the gateway's body verbatim, and that gateway pretty-printed it with
     a two-space indent; this prints any gateway's reply the same way.
     """
+    import json
+
     return "Message: " + json.dumps(_ordered(value), indent=2)
 
 
@@ -64,18 +68,31 @@ class Progress:
     - on a terminal: one line, rewritten in place (`\\r` and erase-line before each status),
       ended with a newline when the work is done, as the original;
     - with `-v`: every status on its own line (after the reply's `Message:`), and a blank
-      line at the end, as the original;
+      line at the end, as the original; when `replies` (how many replies were printed so
+      far) says no new reply came since the last status line and the status is the same,
+      the line (and the blank line after a final status) is not repeated;
     - otherwise (a pipe, a log file): a line for each change of status only, so a long pull
       does not write two lines a second into a job's log.
     """
 
-    def __init__(self, out: TextIO, verb: str, image: str, *, verbose: bool, tty: bool) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        verb: str,
+        image: str,
+        *,
+        verbose: bool,
+        tty: bool,
+        replies: Callable[[], int] | None = None,
+    ) -> None:
         self._out = out
         self._verb = verb
         self._image = image
         self._mode = "verbose" if verbose else "tty" if tty else "lines"
         self._last: str | None = None
         self._open_line = False
+        self._replies = replies
+        self._replies_seen: int | None = None
 
     def show(self, record: ImageRecord, stamp: str | None = None) -> None:
         line = status_line(stamp or local_time(), self._verb, self._image, record.status)
@@ -84,7 +101,10 @@ class Progress:
             self._out.write(ERASE_LINE + line + ("\n" if done else ""))
             self._open_line = not done
         elif self._mode == "verbose":
-            self._out.write(line + "\n" + ("\n" if done else ""))
+            replies = None if self._replies is None else self._replies()
+            if replies is None or replies != self._replies_seen or record.status != self._last:
+                self._out.write(line + "\n" + ("\n" if done else ""))
+            self._replies_seen = replies
         elif record.status != self._last:
             self._out.write(line + "\n")
         self._last = record.status

@@ -6,10 +6,11 @@ records instead, as a JSON array, for scripts.
 
 from __future__ import annotations
 
-import argparse
-import json
-
 from shifter.cli.shifterimg_common import Context, describe
+
+TYPE_CHECKING = False  # `shifterimg images` runs without argparse (shifterimg.py)
+if TYPE_CHECKING:
+    import argparse
 
 HELP = "list the images of this system"
 
@@ -25,10 +26,17 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    return list_images(ctx, as_json=args.json)
+
+
+def list_images(ctx: Context, *, as_json: bool = False) -> int:
+    """Print the table (or, `as_json`, the records)."""
     from shifter.cli.shifterimg_format import image_rows
 
     records = ctx.client().images()
-    if args.json:
+    if as_json:
+        import json
+
         ctx.out.write(json.dumps([dict(record.raw) for record in records], indent=2) + "\n")
         return 0
     for row in image_rows(records):

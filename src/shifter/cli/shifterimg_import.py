@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     path = checked_file(args.file)
     client = ctx.client()
     progress = Progress(ctx.out, "Importing", str(image), verbose=ctx.verbose,
-                        tty=ctx.tty)
+                        tty=ctx.tty, replies=lambda: ctx.replies_printed)
     try:
         client.import_and_wait(
             image.type.value, image.spec, path, image_format(path, args.format),

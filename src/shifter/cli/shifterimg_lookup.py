@@ -6,9 +6,11 @@ is printed alone on its line. Exits 1 when the gateway has no such image for thi
 
 from __future__ import annotations
 
-import argparse
-
 from shifter.cli.shifterimg_common import Context, describe
+
+TYPE_CHECKING = False  # `shifterimg lookup IMAGE` runs without argparse (shifterimg.py)
+if TYPE_CHECKING:
+    import argparse
 
 HELP = "print the id of a pulled image"
 
@@ -22,7 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    image = ctx.image(args.image)
+    return lookup(ctx, args.image)
+
+
+def lookup(ctx: Context, text: str) -> int:
+    """Print the id of the image `text` names."""
+    image = ctx.image(text)
     record = ctx.client().lookup(image.type.value, image.spec)
     ctx.out.write(f"{record.id}\n")
     return 0

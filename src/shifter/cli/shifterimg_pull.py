@@ -101,7 +101,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
     credentials = authorized_locations(ctx.system)
     progress = Progress(ctx.out, "Pulling", str(image), verbose=ctx.verbose,
-                        tty=ctx.tty)
+                        tty=ctx.tty, replies=lambda: ctx.replies_printed)
     try:
         record = client.pull_and_wait(
             image.type.value, image.spec, acl=acl, credentials=credentials,

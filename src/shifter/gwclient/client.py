@@ -46,6 +46,9 @@ POLL_INTERVAL_S = 0.5  # the original re-POSTed every 0.5 s; the gateway expects
 STALE_FAILURE_WAIT_S = 15.0
 FAILURE = "FAILURE"
 USER_AGENT = f"shifter-gwclient/{__version__}"
+# Replies up to this size are read without the `json` module (smalljson.py): a lookup's is
+# a few hundred bytes; a long image list is read faster by json's C scanner.
+SMALL_REPLY_BYTES = 64 * 1024
 
 # Called with the gateway URL and every reply, 200 or not (`shifterimg -v` prints them).
 ReplyHook = Callable[[str, Reply], None]
@@ -298,9 +301,19 @@ def _debug(message: str, *args: object) -> None:
 
 
 def decode_json(reply: Reply) -> object:
-    """The reply's JSON value, or a sentinel when it has none (wrong type, bad text)."""
+    """The reply's JSON value, or a sentinel when it has none (wrong type, bad text).
+
+    A short reply (a lookup's, a pull's) is read by `smalljson`, which spares the launch
+    `json`'s import; a long one, or one it refuses, by `json`."""
     if not reply.is_json:
         return _UNDECODABLE
+    if len(reply.body) <= SMALL_REPLY_BYTES:
+        from shifter.gwclient.smalljson import loads
+
+        try:
+            return loads(reply.body.decode("utf-8"))
+        except ValueError:
+            pass  # not UTF-8, not strict JSON, or too deep: json.loads decides
     import json
 
     try:

@@ -1,9 +1,12 @@
-"""One HTTP exchange with one gateway, on the standard library's `http.client`.
+"""One HTTP exchange with one gateway.
 
-`http.client` (and with it `email.parser` and `ssl`) is imported on the first request, not
-when `shifter.gwclient` is imported: `shifter` imports the client on its launch path and
-only some launches ask the gateway anything. https uses the system's CA store (OpenSSL's
-default paths, so `SSL_CERT_FILE`/`SSL_CERT_DIR` work as for curl).
+A plain `http://` gateway reached without a proxy (the usual site: a gateway on the
+cluster's network) gets a minimal HTTP/1.1 exchange on a socket (`plainhttp.py`):
+`http.client` with `email.parser` costs ~15 ms to import, as much as the rest of a
+`docker:` launch's lookup. https and proxies go through the standard library's
+`http.client`, imported on the first such request, not when `shifter.gwclient` is
+imported. https uses the system's CA store (OpenSSL's default paths, so
+`SSL_CERT_FILE`/`SSL_CERT_DIR` work as for curl).
 
 `gatewayTimeout` bounds the whole exchange with one gateway, as CURLOPT_TIMEOUT did: each
 socket operation gets only what is left of it, so a gateway dribbling bytes cannot hold a
@@ -59,9 +62,49 @@ def exchange(
     environ: Mapping[str, str] = os.environ,
 ) -> Reply:
     """Send one request to `gateway` and read the whole reply, or raise `TransportError`."""
-    import http.client
-
     deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        if gateway.scheme == "http" and proxy_for(gateway, environ) is None:
+            from shifter.gwclient.plainhttp import plain_exchange
+
+            status, media_type, data = plain_exchange(
+                gateway.host, gateway.port, method, gateway.prefix + path,
+                headers=headers, body=body, deadline=deadline, limit=MAX_REPLY_BYTES,
+            )  # fmt: skip
+            return Reply(status, media_type, data)
+        return _library_exchange(gateway, method, path, headers, body, timeout, deadline,
+                                 environ)  # fmt: skip
+    except TimeoutError:
+        raise TransportError(f"no complete reply within {timeout:g} s (gatewayTimeout)") from None
+    except ConnectionRefusedError:
+        raise TransportError("connection refused") from None
+    except OSError as exc:
+        raise TransportError(_describe_os_error(exc)) from None
+    except Exception as exc:
+        if not _is_broken_reply(exc):
+            raise
+        raise TransportError(f"broken HTTP reply ({type(exc).__name__}: {exc})") from None
+
+
+def _is_broken_reply(exc: Exception) -> bool:
+    """Whether `exc` is either client's word for a reply that is not HTTP (neither module
+    is imported for it: a launch that used one has not imported the other)."""
+    import sys
+
+    for module, name in (("shifter.gwclient.plainhttp", "BrokenReply"),
+                         ("http.client", "HTTPException")):  # fmt: skip
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(exc, getattr(loaded, name)):
+            return True
+    return False
+
+
+def _library_exchange(
+    gateway: GatewayURL, method: str, path: str, headers: Mapping[str, str],
+    body: bytes | None, timeout: float | None, deadline: float | None,
+    environ: Mapping[str, str],
+) -> Reply:  # fmt: skip
+    """The exchange through `http.client` (https, proxies)."""
     connection, target = _connection(gateway, path, timeout, environ)
     try:
         connection.request(method, target, body=body, headers=dict(headers))
@@ -70,14 +113,6 @@ def exchange(
         data = _read_body(connection, response, deadline)
         media_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
         return Reply(response.status, media_type, data)
-    except TimeoutError:
-        raise TransportError(f"no complete reply within {timeout:g} s (gatewayTimeout)") from None
-    except ConnectionRefusedError:
-        raise TransportError("connection refused") from None
-    except OSError as exc:
-        raise TransportError(_describe_os_error(exc)) from None
-    except http.client.HTTPException as exc:
-        raise TransportError(f"broken HTTP reply ({type(exc).__name__}: {exc})") from None
     finally:
         connection.close()
 

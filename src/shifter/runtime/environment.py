@@ -62,6 +62,9 @@ UNSECURE_VARIABLES = frozenset(
     )
 )
 ENV_HINT = "write NAME=VALUE with a non-empty NAME and VALUE"
+LC_CTYPE = "LC_CTYPE"
+# What CPython's locale coercion may set LC_CTYPE to (_TARGET_LOCALES in Python/pylifecycle.c).
+COERCION_TARGETS = ("C.UTF-8", "C.utf8", "UTF-8")
 
 
 def split_assignment(text: str) -> tuple[str, str] | None:
@@ -113,6 +116,47 @@ def read_env_file(path: str) -> tuple[tuple[str, str], ...]:
     except OSError as error:
         raise ShifterError(f"cannot open env-file {path}: {error.strerror}") from None
     return parse_env_file(text, path)
+
+
+def caller_environment(
+    environ: Mapping[str, str], path: str = "/proc/self/environ"
+) -> dict[str, str]:
+    """`environ` (the interpreter's `os.environ`) with LC_CTYPE as the caller gave it.
+
+    When the caller's LC_CTYPE locale is C or POSIX (LANG and LC_ALL unset, `LANG=C`, a
+    locale that is not installed), CPython's locale coercion (PEP 538) sets LC_CTYPE to
+    one of `COERCION_TARGETS` before any of our code runs, and `-I` keeps its opt-out
+    (PYTHONCOERCECLOCALE=0) from working. The kernel keeps the strings `execve` was given
+    where `setenv` does not write: /proc/self/environ shows the caller's LC_CTYPE, or that
+    there was none. Nothing else is taken from there, so a caller that runs `main()` in
+    its own process and changed its environment keeps its changes.
+    """
+    env = dict(environ)
+    if env.get(LC_CTYPE) not in COERCION_TARGETS:
+        return env
+    try:
+        with open(path, "rb") as file:
+            given = exec_environment(file.read()).get(LC_CTYPE)
+    except OSError:
+        return env  # no /proc: nothing to tell a coerced value from a given one
+    if given is None:
+        del env[LC_CTYPE]
+    else:
+        env[LC_CTYPE] = given
+    return env
+
+
+def exec_environment(data: bytes) -> dict[str, str]:
+    """The NUL-separated `NAME=VALUE` strings of /proc/PID/environ, decoded as `os.environ`
+    decodes them: the first of repeated names wins, strings without `=` are left out."""
+    from os import fsdecode
+
+    env: dict[str, str] = {}
+    for item in data.split(b"\0"):
+        name, eq, value = item.partition(b"=")
+        if eq:
+            env.setdefault(fsdecode(name), fsdecode(value))
+    return env
 
 
 def host_environment(environ: Mapping[str, str]) -> dict[str, str]:

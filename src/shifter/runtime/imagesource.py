@@ -8,7 +8,10 @@ directory, and the access check.
   file also means "not ready yet"); the image is `<imagePath>/<id>.<format>`, or the
   directory `<imagePath>/<id>` for format VFS (the original's `<id>.` with a bare dot).
 - A private image (USERACL/GROUPACL in the meta) is refused to a user who is not in it,
-  whether or not the user could read the file.
+  whether or not the user could read the file. The gateway gives a private image's files
+  mode 0600 and a read ACL entry per allowed user and group, so a `.meta` the user cannot
+  read in a searchable imagePath is the same refusal. Access belongs to each tag; the
+  `.meta` lists the union of the access lists of every tag of that id.
 
 """
 
@@ -27,6 +30,11 @@ FILE_FORMATS = ("squashfs", "ext4", "cramfs", "xfs")
 DIRECTORY_FORMAT = "VFS"
 LOCAL_FORMAT = "local"
 PULL_HINT = "pull it first (shifterimg pull IMAGE), or check the id with shifterimg lookup"
+PRIVATE_HINT = (
+    "access belongs to each tag of the image: someone a tag admits can add you "
+    "(shifterimg pull --user/--group), or pull the tag with your own registry login "
+    "(shifterimg login)"
+)
 
 
 class ImageNotFoundError(ShifterError):
@@ -68,9 +76,15 @@ def check_acl(image: Image, uid: int, gids: Sequence[int]) -> None:
         return
     if uid in meta.user_acl or any(gid in meta.group_acl for gid in gids):
         return
-    raise PermissionDeniedError(
-        f"permission denied to image {image.descriptor}",
-        hint="it is a private image; its owner can add you to its access list",
+    raise private_image_error(image.descriptor)
+
+
+def private_image_error(descriptor: ImageDescriptor) -> PermissionDeniedError:
+    """The refusal of a private image to a user in none of its tags' access lists."""
+    return PermissionDeniedError(
+        f"permission denied to image {descriptor}: it is private and you are not in its "
+        "access list",
+        hint=PRIVATE_HINT,
     )
 
 
@@ -93,9 +107,11 @@ def _read(path: str, descriptor: ImageDescriptor) -> ImageMeta:
             f"image {descriptor} not found (no {path}), or not ready yet", hint=PULL_HINT
         ) from None
     except PermissionError:
+        if os.access(os.path.dirname(path), os.X_OK):
+            raise private_image_error(descriptor) from None
         raise ImageNotFoundError(
             f"cannot read {path}: permission denied",
-            hint="imagePath and its .meta files must be readable by every shifter user",
+            hint="imagePath must be readable by every shifter user",
         ) from None
     except OSError as error:
         raise ImageNotFoundError(f"cannot read {path}: {error.strerror}") from None

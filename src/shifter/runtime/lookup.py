@@ -1,7 +1,8 @@
 """Resolving `docker:` and `custom:` images to an id: a lookup at the image gateway.
 
 The original ran `shifterimg lookup` through popen; this asks the gateway in-process
-(`shifter.gwclient`, standard library `http.client`), with the caller's munge credential.
+(`shifter.gwclient`: a minimal HTTP/1.1 exchange on a socket for a plain http:// gateway,
+`http.client` for https and proxies), with the caller's munge credential.
 Only launches that need a lookup import the client's HTTP and munge code.
 """
 

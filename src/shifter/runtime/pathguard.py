@@ -98,6 +98,10 @@ def resolve(root_fd: int, path: str, *, follow_final: bool = True) -> Resolved:
                 links += 1
                 try:
                     target = os.readlink("", dir_fd=fd)
+                except OSError as error:
+                    # /proc/PID/root and its kin: a link the caller may not read is as
+                    # much a refusal as a directory it may not search.
+                    raise _error(names, name, error) from None
                 finally:
                     os.close(fd)
                 if links > MAX_SYMLINKS:

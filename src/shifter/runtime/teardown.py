@@ -12,6 +12,14 @@ loop devices by itself (they are autoclear): at once when nothing uses them, or 
 last process inside exits. perNodeCache backing files were unlinked when they were
 mounted, so their space goes with their loop device.
 
+Copies in other mount namespaces: a process that made a mount namespace while the
+container was up (`unshare -m`, a daemon's private namespace) holds a copy of every mount,
+which this namespace's detach does not reach, and keeps the loop devices attached until it
+exits. `lingering_copies` finds them (processes whose mount table, as they see it, still
+has container mounts at udiMount or loopMount) for unsetupRoot to name. Processes inside
+the container (entered with `shifter`, in their own namespaces too) see those mounts at
+`/`, not at udiMount: they keep their tree, as documented, and are not counted.
+
 Idempotent: with nothing mounted there is nothing to do. The original tried ten times,
 0.3 s apart; the table is re-read after each round, at most `ROUNDS` times, in case a
 mount was stacked under another.
@@ -24,7 +32,13 @@ import os
 
 from shifter.errors import ShifterError
 from shifter.runtime.config import UdiRootConfig
-from shifter.runtime.mountinfo import MountEntry, is_self_bind, is_under, read_mountinfo
+from shifter.runtime.mountinfo import (
+    MountEntry,
+    is_self_bind,
+    is_under,
+    parse_mountinfo,
+    read_mountinfo,
+)
 from shifter.sys.libc import SyscallError
 from shifter.sys.mount import UmountFlag, umount
 
@@ -101,3 +115,32 @@ def teardown(config: UdiRootConfig) -> TeardownReport:
             )
     report.still_attached = [device for device in report.loop_devices if _bound(device)]
     return report
+
+
+def _command_name(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as file:
+            return file.read().strip()
+    except OSError:
+        return "?"
+
+
+def lingering_copies(config: UdiRootConfig) -> list[tuple[int, str]]:
+    """The processes (pid, command name) in other mount namespaces whose mount table
+    still has mounts of the container at udiMount or loopMount."""
+    roots = container_roots(config)
+    own = os.readlink("/proc/self/ns/mnt")
+    holders = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{name}/ns/mnt") == own:
+                continue
+            with open(f"/proc/{name}/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        if container_mounts(parse_mountinfo(text), roots):
+            holders.append((int(name), _command_name(name)))
+    return sorted(holders)

@@ -347,7 +347,9 @@ class _Builder:
                     fd_path(source.fd),
                     fd_path(target.fd),
                     self.staging,
-                    flags=restrictions(read_only=spec.read_only),
+                    flags=restrictions(
+                        read_only=spec.read_only or volumes.user_source_read_only(source.path)
+                    ),
                     # In the user namespace, a source holding other mounts (a site
                     # filesystem's, /tmp's) can only be bound with them: they are locked.
                     recursive=self.user_ns,

@@ -8,7 +8,11 @@ The grammar is `volumespec` (shared by users and sites); the rules differ:
   `/opt` itself or `/opt/udiImage` and below, and not onto `/proc`, `/sys` or `/dev` and
   below (the original's help text promises that last group; its validator forgot it).
   The source is looked up *inside the container* (so a user can bind only what the site
-  already exposes: siteFs, /tmp, /var/tmp, image content), as in the original.
+  already exposes: siteFs, /tmp, /var/tmp, image content), as in the original. Once
+  resolved (a user's symlink under /tmp may point anywhere in the container), it may not
+  be the container's root (which would give a writable copy of the read-only root) nor be
+  in `/proc`, `/sys` or `/dev` (kernel interfaces, bound for the container's own use);
+  a source in `/etc` is bound read-only, whatever the flags say.
 - site volumes (`siteFs`, `module_*_siteFs`): every flag; not onto exactly `/`, `/opt`,
   `/etc`, `/var`, `/etc/passwd`, `/etc/group`, `/etc/nsswitch.conf`. The source is a host
   directory.
@@ -34,9 +38,12 @@ USER_FLAGS = frozenset(("ro", "perNodeCache"))
 USER_FORBIDDEN_TREES = ("/etc", "/var", "/opt/udiImage", "/proc", "/sys", "/dev")
 USER_FORBIDDEN_EXACT = frozenset(("/", "/opt"))
 USER_ALLOWED_EXACT = frozenset(("/var/tmp",))
+USER_SOURCE_FORBIDDEN_TREES = ("/proc", "/sys", "/dev")
+USER_SOURCE_READ_ONLY_TREES = ("/etc",)
 SITE_FORBIDDEN_EXACT = frozenset(
     ("/", "/opt", "/etc", "/var", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf")
 )
+SOURCE_HINT = "users can bind directories under /tmp, /var/tmp, site filesystems and the image"
 
 
 class VolumeError(ShifterError):
@@ -57,6 +64,21 @@ def user_target_problem(path: str) -> str | None:
         if _under(path, tree):
             return f"{path} is in {tree}, which is reserved for the system"
     return None
+
+
+def user_source_problem(path: str) -> str | None:
+    """Why a user may not bind the (resolved) container path `path`, or None."""
+    if path == "/":
+        return "it is the container's root"
+    for tree in USER_SOURCE_FORBIDDEN_TREES:
+        if _under(path, tree):
+            return f"{path} is in {tree}, which users may not bind elsewhere"
+    return None
+
+
+def user_source_read_only(path: str) -> bool:
+    """Whether a user volume whose source resolves to `path` is bound read-only anyway."""
+    return any(_under(path, tree) for tree in USER_SOURCE_READ_ONLY_TREES)
 
 
 def site_target_problem(path: str) -> str | None:
@@ -97,14 +119,19 @@ def host_source(spec: VolumeSpec, origin: str) -> str:
 
 
 def container_source(root_fd: int, spec: VolumeSpec, origin: str) -> Resolved:
-    """A user volume's source, looked up inside the container: an existing directory."""
-    resolved = _resolve(root_fd, spec.source, f"{origin}: volume source {spec.source}")
+    """A user volume's source, looked up inside the container: an existing directory
+    that `user_source_problem` allows (the caller binds it read-only when
+    `user_source_read_only` says so)."""
+    what = f"{origin}: volume source {spec.source}"
+    resolved = _resolve(root_fd, spec.source, what, SOURCE_HINT)
     if not resolved.exists or not stat.S_ISDIR(os.fstat(resolved.fd).st_mode):
         resolved.close()
-        raise VolumeError(
-            f"{origin}: volume source {spec.source} is not a directory visible in the container",
-            hint="users can bind directories under /tmp, /var/tmp, site filesystems and the image",
-        )
+        raise VolumeError(f"{what} is not a directory visible in the container", hint=SOURCE_HINT)
+    problem = user_source_problem(resolved.path)
+    if problem:
+        resolved.close()
+        where = "" if resolved.path == spec.source else f" resolves to {resolved.path}"
+        raise VolumeError(f"{what}{where}: {problem}", hint=SOURCE_HINT)
     return resolved
 
 
@@ -145,11 +172,11 @@ def destination(
     return resolved
 
 
-def _resolve(root_fd: int, path: str, what: str) -> Resolved:
+def _resolve(root_fd: int, path: str, what: str, hint: str | None = None) -> Resolved:
     try:
         return resolve(root_fd, path)
     except ContainerPathError as error:
-        raise VolumeError(f"{what}: {error.message}") from None
+        raise VolumeError(f"{what}: {error.message}", hint=hint) from None
 
 
 def _create(resolved: Resolved, what: str, root_device: int) -> Resolved:
