@@ -17,12 +17,14 @@ import os
 import pty
 import re
 import select
+import signal
 import stat
 import subprocess
 import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from shifter import proc
 from shifter.devtools.service import free_port
@@ -330,3 +332,39 @@ def test_a_dead_gateway_is_skipped(
     tag = push_public(registry_anon, repo_name)
     assert status_lines(ok(site.run("pull", tag)))[-1][2] == "READY"
     assert HEX_ID.match(ok(site.run("lookup", tag, user=USER_B)).strip())
+
+
+def test_a_hung_gateway_is_passed_over_and_remembered(
+    start_site: Callable[..., Site], gateway_env: Any, gateway_servers: Callable[..., Any],
+    registry_anon: RegistryEndpoint, repo_name: str,
+) -> None:
+    """A gateway stopped with SIGSTOP still accepts connections (the kernel does) but never
+    answers: the first call moves on after gatewayConnectTimeout and writes it down; the
+    user's next calls ask the live gateway first."""
+    hung = gateway_servers(gateway_env.write())
+    site = start_site(before=(hung.url,))
+    with open(site.config, "a") as config:
+        config.write("gatewayConnectTimeout=2\n")
+    tag = push_public(registry_anon, repo_name)
+    ok(site.run("pull", tag))
+    env = {**site.env(USER_A), "XDG_RUNTIME_DIR": str(site.home(USER_A))}
+
+    def lookup() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(site.argv(USER_A, ("--debug", "lookup", tag)), env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    os.kill(hung.pid, signal.SIGSTOP)
+    try:
+        first = lookup()
+        assert HEX_ID.match(ok(first).strip())
+        assert any(f"GET {hung.url}/api/lookup/" in line and line.endswith(
+            ": no answer within 2 s (gatewayConnectTimeout)")
+            for line in first.stderr.splitlines()), first.stderr
+        remembered = site.home(USER_A) / "shifter" / "gateways-down"
+        assert hung.url in remembered.read_text()
+        second = lookup()
+        assert HEX_ID.match(ok(second).strip())
+        asked = [line for line in second.stderr.splitlines() if "/api/lookup/" in line]
+        assert len(asked) == 1 and hung.url not in asked[0], second.stderr
+    finally:
+        os.kill(hung.pid, signal.SIGCONT)

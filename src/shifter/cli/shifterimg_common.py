@@ -59,6 +59,7 @@ class Context:
             self.config.require_image_gateways(),
             self.system,
             timeout=self.config.gateway_timeout,
+            connect_timeout=self.config.gateway_connect_timeout,
             munge_socket=self.environ.get(MUNGE_SOCKET_ENV) or None,
             on_reply=self.print_reply if self.verbose else None,
             environ=self.environ,

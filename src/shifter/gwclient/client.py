@@ -2,9 +2,11 @@
 
 Every request goes to the configured gateways in order (the original shuffled them; a fixed
 order makes failures reproducible and lets a site put the nearest gateway first) until one
-answers 200 with JSON; any other answer, a refused connection or `gatewayTimeout` moves on
-to the next. The gateway that answered is asked first next time, so the polls of one pull
-stay with the gateway that has its record. Each request carries a fresh munge credential
+answers 200 with JSON; any other answer, a refused connection, no answer within
+`gatewayConnectTimeout` or no whole reply within `gatewayTimeout` moves on to the next. The
+gateway that answered is asked first next time, so the polls of one pull stay with the
+gateway that has its record; one that did not answer is tried last for a minute, by this
+user's later calls too (downlist.py). Each request carries a fresh munge credential
 (the gateway refuses a replayed one): an empty payload, or for pulls the user's registry
 logins as `{"authorized_locations": {...}}`.
 
@@ -21,6 +23,7 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 
 from shifter import __version__
+from shifter.gwclient.downlist import DownList, memory_path
 from shifter.gwclient.errors import (
     Attempt,
     GatewayAuthError,
@@ -40,6 +43,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from shifter.munge.libmunge import Munge
 
+# gatewayConnectTimeout's default: a gateway answers every request at once, so one that
+# has not connected or started its reply by then is taken as down (downlist.py).
+DEFAULT_CONNECT_TIMEOUT_S = 5
 POLL_INTERVAL_S = 0.5  # the original re-POSTed every 0.5 s; the gateway expects no faster
 # How long a pull whose first reply is an earlier pull's FAILURE waits for the gateway to
 # start it again (ours holds a failure 10 s by default; the original held it 300 s).
@@ -82,9 +88,11 @@ class GatewayClient:
         system: str,
         *,
         timeout: float | None = 60,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT_S,
         munge_socket: str | None = None,
         on_reply: ReplyHook | None = None,
         environ: Mapping[str, str] = os.environ,
+        down: DownList | None = None,
     ) -> None:
         if not gateways:
             raise GatewayError(
@@ -94,11 +102,18 @@ class GatewayClient:
         self.gateways: tuple[GatewayURL, ...] = tuple(parse_gateway_url(g) for g in gateways)
         self.system = system
         self.timeout = timeout or None  # gatewayTimeout=0 means no limit, as in the original
+        self.connect_timeout = connect_timeout or None
         self.on_reply = on_reply
         self._munge_socket = munge_socket
         self._munge: Munge | None = None
         self._environ = environ
         self._preferred = 0
+        # Gateways that did not answer lately (this user's other calls too) come last.
+        self._down = down
+        if down is None and len(self.gateways) > 1:
+            path = memory_path(environ)
+            self._down = DownList(path) if path else None
+        self._marked: dict[str, float] = {}
 
     # -- the API ------------------------------------------------------------------------
 
@@ -245,7 +260,11 @@ class GatewayClient:
 
     def _order(self) -> list[int]:
         count = len(self.gateways)
-        return [(self._preferred + step) % count for step in range(count)]
+        order = [(self._preferred + step) % count for step in range(count)]
+        if self._down is None:
+            return order
+        self._marked = self._down.down()
+        return sorted(order, key=lambda index: self.gateways[index].text in self._marked)
 
     def _request(
         self, method: str, path: str, *, what: str, body: bytes | None = None,
@@ -265,11 +284,17 @@ class GatewayClient:
             started = time.monotonic()
             try:
                 reply = exchange(gateway, method, path, headers=headers, body=body,
-                                 timeout=self.timeout, environ=self._environ)
+                                 timeout=self.timeout, answer_timeout=self.connect_timeout,
+                                 environ=self._environ)
             except TransportError as exc:
                 _debug("%s %s: %s", method, gateway.url(path), exc.problem)
                 attempts.append(Attempt(gateway.text, exc.problem))
+                if exc.unreachable and self._down is not None and len(self.gateways) > 1:
+                    self._down.mark(gateway.text)
                 continue
+            if gateway.text in self._marked and self._down is not None:
+                self._down.clear(gateway.text)
+                del self._marked[gateway.text]
             _debug("%s %s -> %d (%d bytes) in %.3f s", method, gateway.url(path),
                    reply.status, len(reply.body), time.monotonic() - started)
             if self.on_reply is not None:

@@ -29,6 +29,10 @@ class BrokenReply(Exception):
     """The reply does not follow HTTP/1.1; the message says how."""
 
 
+class NoAnswer(TimeoutError):
+    """No connection, or not the first byte of a reply, before the answer deadline."""
+
+
 def request_bytes(
     host: str, port: int, method: str, target: str, headers: Mapping[str, str], body: bytes | None
 ) -> bytes:
@@ -141,10 +145,17 @@ def plain_exchange(
     body: bytes | None = None,
     deadline: float | None = None,
     limit: int,
+    answer_deadline: float | None = None,
 ) -> tuple[int, str, bytes]:
     """Send the request and read the reply: (status, media type in lower case without
-    parameters, body). Raises OSError (TimeoutError past `deadline`) or `BrokenReply`."""
-    sock = connect(host, port, deadline)
+    parameters, body). Raises OSError (TimeoutError past `deadline`, NoAnswer when there is
+    no connection or no first byte of the reply by `answer_deadline`) or `BrokenReply`."""
+    first = deadline if answer_deadline is None or (
+        deadline is not None and deadline < answer_deadline) else answer_deadline
+    try:
+        sock = connect(host, port, first)
+    except TimeoutError:
+        raise NoAnswer from None
     try:
         sock.settimeout(_left(deadline))
         sock.sendall(request_bytes(host, port, method, target, headers, body))
@@ -152,7 +163,12 @@ def plain_exchange(
         while b"\r\n\r\n" not in data:
             if len(data) > MAX_HEAD_BYTES:
                 raise BrokenReply(f"a head longer than {MAX_HEAD_BYTES} bytes")
-            chunk = _receive(sock, deadline)
+            try:
+                chunk = _receive(sock, deadline if data else first)
+            except TimeoutError:
+                if data or first is deadline:
+                    raise
+                raise NoAnswer from None
             if not chunk:
                 raise BrokenReply("the connection closed before the end of the head")
             data += chunk

@@ -44,11 +44,14 @@ class Reply(namedtuple("Reply", "status media_type body")):
 
 
 class TransportError(Exception):
-    """No complete reply arrived; `problem` says why in a few words."""
+    """No complete reply arrived; `problem` says why in a few words. `unreachable`: the
+    gateway did not answer at all (refused, unreachable, silent past the answer timeout),
+    worth remembering as down (downlist.py)."""
 
-    def __init__(self, problem: str) -> None:
+    def __init__(self, problem: str, *, unreachable: bool = False) -> None:
         super().__init__(problem)
         self.problem = problem
+        self.unreachable = unreachable
 
 
 def exchange(
@@ -59,10 +62,16 @@ def exchange(
     headers: Mapping[str, str],
     body: bytes | None = None,
     timeout: float | None = None,
+    answer_timeout: float | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> Reply:
-    """Send one request to `gateway` and read the whole reply, or raise `TransportError`."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+    """Send one request to `gateway` and read the whole reply, or raise `TransportError`.
+
+    `timeout` bounds the whole exchange; `answer_timeout` the connection and the first
+    byte of the reply (a gateway answers every request at once, so a silent one is hung)."""
+    now = time.monotonic()
+    deadline = None if timeout is None else now + timeout
+    answer = None if answer_timeout is None else now + answer_timeout
     try:
         if gateway.scheme == "http" and proxy_for(gateway, environ) is None:
             from shifter.gwclient.plainhttp import plain_exchange
@@ -70,16 +79,21 @@ def exchange(
             status, media_type, data = plain_exchange(
                 gateway.host, gateway.port, method, gateway.prefix + path,
                 headers=headers, body=body, deadline=deadline, limit=MAX_REPLY_BYTES,
+                answer_deadline=answer,
             )  # fmt: skip
             return Reply(status, media_type, data)
         return _library_exchange(gateway, method, path, headers, body, timeout, deadline,
-                                 environ)  # fmt: skip
-    except TimeoutError:
+                                 environ, answer)  # fmt: skip
+    except TimeoutError as exc:
+        if type(exc).__name__ == "NoAnswer":
+            raise TransportError(f"no answer within {answer_timeout:g} s "
+                                 "(gatewayConnectTimeout)", unreachable=True) from None
         raise TransportError(f"no complete reply within {timeout:g} s (gatewayTimeout)") from None
     except ConnectionRefusedError:
-        raise TransportError("connection refused") from None
+        raise TransportError("connection refused", unreachable=True) from None
     except OSError as exc:
-        raise TransportError(_describe_os_error(exc)) from None
+        raise TransportError(_describe_os_error(exc),
+                             unreachable=getattr(exc, "reason", None) is None) from None
     except Exception as exc:
         if not _is_broken_reply(exc):
             raise
@@ -102,14 +116,24 @@ def _is_broken_reply(exc: Exception) -> bool:
 def _library_exchange(
     gateway: GatewayURL, method: str, path: str, headers: Mapping[str, str],
     body: bytes | None, timeout: float | None, deadline: float | None,
-    environ: Mapping[str, str],
+    environ: Mapping[str, str], answer: float | None,
 ) -> Reply:  # fmt: skip
     """The exchange through `http.client` (https, proxies)."""
-    connection, target = _connection(gateway, path, timeout, environ)
+    first = deadline if answer is None or (deadline is not None and deadline < answer) \
+        else answer
+    connect_timeout = None if first is None else max(first - time.monotonic(), 0.001)
+    connection, target = _connection(gateway, path, connect_timeout, environ)
     try:
-        connection.request(method, target, body=body, headers=dict(headers))
-        _shrink_timeout(connection, deadline)
-        response = connection.getresponse()
+        try:
+            connection.request(method, target, body=body, headers=dict(headers))
+            _shrink_timeout(connection, first)
+            response = connection.getresponse()
+        except TimeoutError:
+            if first is deadline:
+                raise
+            from shifter.gwclient.plainhttp import NoAnswer
+
+            raise NoAnswer from None
         data = _read_body(connection, response, deadline)
         media_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
         return Reply(response.status, media_type, data)

@@ -80,6 +80,7 @@ GLOBAL_KEYS: tuple[KeySpec, ...] = (
     KeySpec("populateEtcDynamically", "populate_etc_dynamically", v.to_bool),
     KeySpec("maxGroupCount", "max_group_count", v.to_count(65536)),
     KeySpec("gatewayTimeout", "gateway_timeout", v.to_count(86400)),
+    KeySpec("gatewayConnectTimeout", "gateway_connect_timeout", v.to_count(86400)),
     KeySpec("perNodeCacheSizeLimit", "per_node_cache_size_limit", v.to_size),
     KeySpec(
         "perNodeCacheAllowedFsType",

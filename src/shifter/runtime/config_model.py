@@ -101,6 +101,7 @@ class UdiRootConfig(Frozen, kw_only=True, uncompared=("origins",)):
     populate_etc_dynamically: bool = False
     max_group_count: int = 31
     gateway_timeout: int = 60
+    gateway_connect_timeout: int = 5
     per_node_cache_size_limit: int | None = None
     per_node_cache_allowed_fs_types: tuple[str, ...] = ("xfs",)
     mount_propagation_style: str = "private"

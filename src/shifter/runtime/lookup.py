@@ -24,6 +24,7 @@ def gateway_lookup(
         config.require_image_gateways(),
         config.require_system(),
         timeout=config.gateway_timeout,
+        connect_timeout=config.gateway_connect_timeout,
         munge_socket=environ.get(MUNGE_SOCKET_ENV) or None,
         environ=environ,
     )
