@@ -368,3 +368,43 @@ def test_a_hung_gateway_is_passed_over_and_remembered(
         assert len(asked) == 1 and hung.url not in asked[0], second.stderr
     finally:
         os.kill(hung.pid, signal.SIGCONT)
+
+
+def test_errors_name_the_real_cause(
+    start_site: Callable[..., Site], registry_anon: RegistryEndpoint, repo_name: str
+) -> None:
+    site = start_site()
+    tag = push_public(registry_anon, repo_name)
+    # A system the gateway does not know: the gateway's own 400, not "is it running?".
+    text = site.config.read_text()
+    site.config.write_text(text.replace(f"system={SYSTEM}", "system=nosuchsystem"))
+    wrong = site.run("lookup", tag)
+    assert wrong.returncode == 1
+    assert wrong.stderr.startswith(
+        f"shifterimg: the image gateway refused the lookup of docker:{tag}: ")
+    assert "nosuchsystem" in wrong.stderr and "is the gateway running" not in wrong.stderr
+    site.config.write_text(text)
+    # A registry location the gateway does not list: the same.
+    unknown = site.run("pull", f"elsewhere.example.org/{tag}")
+    assert unknown.returncode == 1 and "the image gateway refused the pull" in unknown.stderr
+    # A failed pull's hint follows its cause.
+    missing = site.run("pull", f"{repo_name}:nosuchtag")
+    assert "hint: check the image name and tag" in missing.stderr, missing.stderr
+
+    # A login from nowhere: a clear refusal, not an internal error.
+    nothing = subprocess.run(site.argv(USER_A, ("login", PRIVATE)), env=site.env(USER_A),
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             timeout=60)
+    assert nothing.returncode == 1, nothing.stderr
+    assert "the input ended" in nothing.stderr
+    blank = site.run("login", PRIVATE, "--username", "  ", "--password-stdin", stdin="pw\n")
+    assert blank.returncode == 1 and "no user name given" in blank.stderr
+    # A login file others may read blocks no public pull: it is not used, and said so.
+    saved = ok(site.run("login", PRIVATE, "--username", "puller", "--password-stdin",
+                        stdin="secret\n"))
+    logins = Path(saved.rstrip().rsplit(" in ", 1)[1])
+    logins.chmod(0o644)
+    pulled = site.run("pull", tag)
+    assert status_lines(ok(pulled))[-1][2] == "READY"
+    assert "warning: your registry logins are not used" in pulled.stderr
+    assert f"chmod 600 {logins}" in pulled.stderr

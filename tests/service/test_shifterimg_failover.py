@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from shifter.gwclient import (
     ImageNotFoundError,
 )
 from tests.services.faultproxy import FaultProxy
+from tests.services.gateway_fixtures import USER_A, Site
 from tests.services.munged import MungeDaemon
 from tests.services.tls import make_ca, make_server_cert
 
@@ -275,3 +278,31 @@ def test_https_gateways_are_checked_against_the_system_ca_store(
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.crt"))
     assert client([secure.url], munged).lookup("docker", "org/repo:tag").id == IMAGE_ID
     assert len(secure.seen) == 1
+
+
+def test_ctrl_c_while_waiting_says_the_pull_goes_on(
+    gateways: list[StubGateway], munged: MungeDaemon, site_dir: Path
+) -> None:
+    pulling = {**RECORD, "status": "PULLING", "status_message": "PULLING"}
+    stub = start(gateways, StubGateway(munged, body=json.dumps(pulling).encode()))
+    site = Site(site_dir, munged, [stub.url])
+    site.write_config()
+    # Its own process group, as a terminal's foreground job: Ctrl-C signals the group.
+    waiting = subprocess.Popen(site.argv(USER_A, ("pull", "org/repo:tag")), env=site.env(USER_A),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        assert waiting.stdout is not None
+        assert "status: PULLING" in waiting.stdout.readline()
+        os.killpg(waiting.pid, signal.SIGINT)
+        _, stderr = waiting.communicate(timeout=30)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()  # by its pid: only the process this test started
+            waiting.wait()
+    assert waiting.returncode == 130
+    assert stderr.splitlines() == [
+        "shifterimg: interrupted; the gateway goes on pulling docker:org/repo:tag",
+        "hint: run `shifterimg pull docker:org/repo:tag` again to follow it, or "
+        "`shifterimg lookup docker:org/repo:tag` later",
+    ]

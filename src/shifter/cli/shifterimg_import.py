@@ -59,6 +59,7 @@ def checked_file(path: str) -> str:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from shifter.cli.shifterimg_format import Progress
+    from shifter.cli.shifterimg_pull import PullInterrupted
 
     # Imports are custom images: a docker: name would claim to come from a registry.
     image = ctx.image(args.image, default_type="custom")
@@ -71,6 +72,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             image.type.value, image.spec, path, image_format(path, args.format),
             on_status=progress.show,
         )
+    except KeyboardInterrupt:
+        progress.interrupted()
+        raise PullInterrupted(
+            f"interrupted; the gateway goes on importing {image}",
+            hint=f"run `shifterimg lookup {image}` later to see whether it is ready",
+        ) from None
     except BaseException:
         progress.interrupted()
         raise

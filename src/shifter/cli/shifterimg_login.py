@@ -50,6 +50,10 @@ def add_parsers(subparsers: argparse._SubParsersAction, parents: list) -> None:
     logout.set_defaults(run=run_logout)
 
 
+NO_INPUT_HINT = ("run it on a terminal, or give --username and pipe the password with "
+                 "--password-stdin")
+
+
 def _read_line(prompt: str) -> str:
     """Ask on the terminal, as the original did; from stdin when there is none."""
     try:
@@ -57,11 +61,15 @@ def _read_line(prompt: str) -> str:
     except OSError:
         sys.stderr.write(prompt)
         sys.stderr.flush()
-        return sys.stdin.readline().rstrip("\r\n")
-    with terminal:
-        terminal.write(prompt)
-        terminal.flush()
-        return terminal.readline().rstrip("\r\n")
+        line = sys.stdin.readline()
+    else:
+        with terminal:
+            terminal.write(prompt)
+            terminal.flush()
+            line = terminal.readline()
+    if not line:
+        raise ShifterError("no user name given: the input ended", hint=NO_INPUT_HINT)
+    return line.rstrip("\r\n")
 
 
 def _read_password(prompt: str) -> str:
@@ -69,7 +77,11 @@ def _read_password(prompt: str) -> str:
     # the expected way to feed it (a pipe), so the warning is noise.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", getpass.GetPassWarning)
-        return getpass.getpass(prompt)
+        try:
+            return getpass.getpass(prompt)
+        except EOFError:
+            raise ShifterError("no password given: the input ended",
+                               hint=NO_INPUT_HINT) from None
 
 
 def run_login(args: argparse.Namespace, ctx: Context) -> int:
@@ -80,12 +92,12 @@ def run_login(args: argparse.Namespace, ctx: Context) -> int:
     username = args.username if args.username is not None else _read_line(
         f"{location} username: "
     )
+    if not username.strip():
+        raise ShifterError("no user name given", hint="type the registry user name")
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = _read_password(f"{location} password: ")
-    if not username:
-        raise ShifterError("no user name given", hint="type the registry user name")
     path = save_login(system, location, Login(username, password))
     ctx.out.write(f"Saved the login for {location} on {system} in {path}\n")
     return 0

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterable
 
 from shifter.cli.shifterimg_common import Context, describe
-from shifter.errors import ShifterError
+from shifter.errors import ConfigError, ShifterError
 from shifter.gwclient import Acl, ImageRecord
 
 HELP = "pull an image into the system's image store through the gateway"
@@ -92,6 +92,12 @@ def parse_acl(users: Iterable[str], groups: Iterable[str]) -> Acl | None:
     return acl if acl.users or acl.groups else None
 
 
+class PullInterrupted(ShifterError):
+    """Ctrl-C while waiting: only the waiting stops, not the gateway's pull."""
+
+    exit_code = 130
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from shifter.cli.shifterimg_format import Progress
     from shifter.gwclient.logins import authorized_locations
@@ -99,7 +105,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     image = ctx.image(args.image)
     acl = parse_acl(acl_values(args, "user"), acl_values(args, "group"))
     client = ctx.client()
-    credentials = authorized_locations(ctx.system)
+    try:
+        credentials = authorized_locations(ctx.system)
+    except ConfigError as error:
+        # A broken login file must not stop pulls that need no login: say why it is
+        # unused, and go on without it.
+        print(f"shifterimg: warning: your registry logins are not used: {error}"
+              + (f" (hint: {error.hint})" if error.hint else ""), file=sys.stderr)
+        credentials = {}
     progress = Progress(ctx.out, "Pulling", str(image), verbose=ctx.verbose,
                         tty=ctx.tty, replies=lambda: ctx.replies_printed)
     try:
@@ -107,6 +120,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             image.type.value, image.spec, acl=acl, credentials=credentials,
             on_status=progress.show,
         )
+    except KeyboardInterrupt:
+        progress.interrupted()
+        raise PullInterrupted(
+            f"interrupted; the gateway goes on pulling {image}",
+            hint=f"run `shifterimg pull {image}` again to follow it, or `shifterimg lookup "
+            f"{image}` later",
+        ) from None
     except BaseException:
         progress.interrupted()
         raise

@@ -30,6 +30,7 @@ from shifter.gwclient.errors import (
     GatewayError,
     GatewayForbiddenError,
     GatewayReplyError,
+    GatewayRequestError,
     GatewayUnavailableError,
     ImageNotFoundError,
     ImageOperationError,
@@ -244,11 +245,8 @@ class GatewayClient:
             detail = record.status
             if record.status_message and record.status_message != record.status:
                 detail += f" ({record.status_message})"
-            raise ImageOperationError(
-                f"the gateway could not {doing}: {detail}",
-                hint="check the image name and, for a private registry, `shifterimg login`; "
-                "the gateway's log says more; it tries a failed image again after a while",
-            )
+            raise ImageOperationError(f"the gateway could not {doing}: {detail}",
+                                      hint=failure_hint(record.status_message or ""))
         return record
 
     def _credential(self, payload: bytes) -> str:
@@ -315,6 +313,23 @@ class GatewayClient:
 
 
 _UNDECODABLE = object()
+# What a failed pull's status_message says -> what to do about it.
+_FAILURE_HINTS = (
+    (("No space left", "is full"), "the image gateway is out of disk space: its admins must "
+     "free some; then pull again"),
+    (("cannot connect", "connection refused", "timed out", "Temporary failure in name",
+      "Name or service not known", "registry answered 5", "502", "503", "504"),
+     "the registry could not be reached or failed: try again later; if it goes on, tell "
+     "the site's shifter administrators"),
+    (("examiner",), "the site's examiner refused the image: ask the site's shifter "
+     "administrators why"),
+    (("may not be imported", "squashfs"), "rebuild the image file as the message says, then "
+     "import it again"),
+    (("access denied", "UNAUTHORIZED", "DENIED", "login", "credentials"),
+     "for a private registry, `shifterimg login LOCATION` first, then pull again"),
+    (("not found", "MANIFEST_UNKNOWN", "NAME_UNKNOWN"), "check the image name and tag (and, "
+     "for a private registry, `shifterimg login`)"),
+)
 
 
 def _debug(message: str, *args: object) -> None:
@@ -323,6 +338,15 @@ def _debug(message: str, *args: object) -> None:
     logging = sys.modules.get("logging")
     if logging is not None:
         logging.getLogger(__name__).debug(message, *args)
+
+
+def failure_hint(message: str) -> str:
+    """The next step for a failed pull or import, from the gateway's reason."""
+    lowered = message.lower()
+    for needles, hint in _FAILURE_HINTS:
+        if any(needle.lower() in lowered for needle in needles):
+            return hint
+    return "the gateway's log says more; it tries a failed image again after a while"
 
 
 def decode_json(reply: Reply) -> object:
@@ -390,6 +414,15 @@ def _failure(
         # The gateway's reason (and its hint) says it all; one gateway's word is enough.
         return GatewayForbiddenError(
             f"the image gateway refused the {what}: {forbidden.error or 'forbidden'}",
+            attempts, details=False,
+        )
+    refused = next((a for a in attempts if a.status is not None and 400 <= a.status < 500
+                    and a.status not in (401, 403, 404)), None)
+    if refused is not None:
+        # A precise answer about the request itself (an unknown system or registry, a bad
+        # name): the gateway is running, and another gateway would say the same.
+        return GatewayRequestError(
+            f"the image gateway refused the {what}: {refused.error or refused.problem}",
             attempts, details=False,
         )
     if 401 in statuses:

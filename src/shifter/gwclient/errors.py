@@ -47,6 +47,11 @@ class GatewayAuthError(GatewayUnavailableError):
     """The gateways refused the munge credential (wrong key, expired): HTTP 401."""
 
 
+class GatewayRequestError(GatewayUnavailableError):
+    """A gateway answered that the request itself is wrong (400: an unknown system or
+    registry, a bad image name): its reason, not "is the gateway running?"."""
+
+
 class GatewayForbiddenError(GatewayUnavailableError, PermissionDeniedError):
     """The gateway knows the caller and refuses the request (not an admin, may not import)."""
 

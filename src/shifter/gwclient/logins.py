@@ -64,7 +64,7 @@ def check_location(location: str) -> str:
 
 
 def check_login(login: Login) -> Login:
-    if not login.username or ":" in login.username:
+    if not login.username.strip() or ":" in login.username:
         raise ShifterError(
             "the user name must be non-empty and contain no ':'",
             hint="the gateway receives the login as user:password",
