@@ -55,6 +55,10 @@ def iter_entries(text: str, *, delimiter: str, source: str) -> Iterator[Entry]:
     # Split on "\n" only: str.splitlines() would also break on \v, \f and Unicode separators,
     # which would shift line numbers away from what an editor shows.
     lines = text.split("\n")
+    if lines[-1] == "":
+        # The file's final newline ends its last line; it does not start another, which a
+        # trailing backslash would otherwise continue into (with or without it: an error).
+        lines.pop()
     index = 0
     while index < len(lines):
         start = index + 1

@@ -32,6 +32,7 @@ from shifter.ocibuild import catalog
 from shifter.ocibuild.push import push_image
 from tests.services.gateway_fixtures import (
     ADMIN,
+    BIN,
     PRIVATE,
     SYSTEM,
     USER_A,
@@ -408,3 +409,14 @@ def test_errors_name_the_real_cause(
     assert status_lines(ok(pulled))[-1][2] == "READY"
     assert "warning: your registry logins are not used" in pulled.stderr
     assert f"chmod 600 {logins}" in pulled.stderr
+
+
+def test_every_command_has_a_version(tmp_path: Path) -> None:
+    from shifter import __version__
+
+    for command in ("shifter", "shifterimg", "setupRoot", "unsetupRoot", "shifter-imagegw"):
+        # No configuration needed: SHIFTER_CONFIG names a file that does not exist.
+        result = subprocess.run([str(BIN / command), "--version"], capture_output=True,
+                                text=True, timeout=60,
+                                env={"SHIFTER_CONFIG": str(tmp_path / "none.conf")})
+        assert (result.returncode, result.stdout) == (0, f"{command} {__version__}\n"), command

@@ -80,8 +80,10 @@ def test_empty_key_is_an_error() -> None:
 
 
 def test_continuation_past_end_of_file_reports_the_entry_line() -> None:
-    error = parse_error("a=1\nb=2 \\\n  3 \\")
-    assert str(error) == "f.conf:2: the value of 'b' ends with '\\' but the file ends there"
+    # The same with or without the file's final newline.
+    for text in ("a=1\nb=2 \\\n  3 \\", "a=1\nb=2 \\\n  3 \\\n"):
+        error = parse_error(text)
+        assert str(error) == "f.conf:2: the value of 'b' ends with '\\' but the file ends there"
 
 
 def test_iteration_is_lazy_errors_come_when_reached() -> None:

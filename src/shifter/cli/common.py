@@ -103,3 +103,14 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool) -> 
     except Exception as error:
         report_error(prog, error, debug=debug)
         return EXIT_BUG
+
+
+def print_version(prog: str, args: list[str]) -> bool:
+    """`PROG --version` as the first argument: print `PROG VERSION` and say so (the callers
+    then exit 0 before reading any configuration)."""
+    if args[:1] != ["--version"]:
+        return False
+    from shifter import __version__
+
+    print(f"{prog} {__version__}")
+    return True

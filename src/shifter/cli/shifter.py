@@ -86,6 +86,7 @@ Options:
                            /etc/shifter/udiRoot.conf), print its warnings and exit:
                            0 when it loads, 1 when it does not
   -h, --help               show this help
+      --version            print the version (alone, as the first argument)
 
 Without --image: $SHIFTER (TYPE:IMAGE), then $SHIFTER_IMAGETYPE with $SHIFTER_IMAGE, then
 $SLURM_SPANK_SHIFTER_IMAGETYPE with $SLURM_SPANK_SHIFTER_IMAGE. Without --volume:
@@ -232,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: list[str]) -> int:
+    if common.print_version(PROG, args):
+        return 0
     options: dict[str, object] | None = None
     command: list[str] = []
     usage = None

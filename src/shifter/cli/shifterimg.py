@@ -110,6 +110,8 @@ def _context() -> Context:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if common.print_version(PROG, args):
+        return 0
     action = _quick(args)
     if action is not None:
         return common.run_command(PROG, action, debug=False)

@@ -60,6 +60,8 @@ def _run(args: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if common.print_version(PROG, args):
+        return 0
     if "-h" in args or "--help" in args:
         sys.stdout.write(HELP)
         return 0

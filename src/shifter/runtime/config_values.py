@@ -111,7 +111,8 @@ def to_bool(value: str, origin: Origin, key: str) -> bool:
     """0/1/true/false only: the original read `yes` as false (strtol), which bites."""
     word = BOOLEAN_WORDS.get(value.lower())
     if word is None:
-        raise fail(origin, key, f"must be 0 or 1, got {value!r}", hint="write 0 or 1")
+        raise fail(origin, key, f"must be 0 or 1 (or true or false), got {value!r}",
+                   hint="write 0 or 1")
     return word
 
 
