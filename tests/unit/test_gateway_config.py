@@ -29,7 +29,7 @@ from shifter.gateway.config_values import format_expiration, parse_expiration
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "etc" / "imagemanager.json.example"
+EXAMPLE = ROOT / "src" / "shifter" / "data" / "imagemanager.json.example"
 
 LOCAL = {"accesstype": "local", "local": {"imageDir": "/images"}}
 REMOTE = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shifter.gateway.config import CONFIG_HINT
 from tests.unit.test_gateway_config import LOCAL, REMOTE, config_with, only_problem
 
 pytestmark = pytest.mark.unit
@@ -191,7 +192,7 @@ def test_each_rule_reports_its_key_line_and_sentence(data: dict, key: str, messa
     assert error.source == "gw.json"
     assert error.line is not None and error.line >= 2
     assert str(error) == f"gw.json:{error.line} key {key!r}: {message}"
-    assert error.hint == "every key is described in docs/config-imagemanager.md"
+    assert error.hint == CONFIG_HINT
 
 
 def test_the_default_location_must_be_listed_when_locations_are() -> None:

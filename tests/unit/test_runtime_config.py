@@ -25,7 +25,7 @@ from shifter.runtime.volumespec import PerNodeCache, VolumeSpec
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "etc" / "udiRoot.conf.example"
+EXAMPLE = ROOT / "src" / "shifter" / "data" / "udiRoot.conf.example"
 DOCS = ROOT / "docs" / "config-udiroot.md"
 SRC = "u.conf"
 BASE = (

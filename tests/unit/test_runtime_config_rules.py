@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from shifter.data import UDIROOT_EXAMPLE, data_path
 from shifter.errors import ConfigError, ParseError
 from shifter.runtime.config import parse_udiroot_config
 from shifter.runtime.volumespec import SPEC_HINT
 from tests.unit.test_runtime_config import BASE, MODULES, NEXT, SRC, error_of
+
+SEE_DOCS = "see config-udiroot.md of shifter's documentation"
 
 pytestmark = pytest.mark.unit
 
@@ -20,7 +25,7 @@ UNKNOWN = "module keys look like module_<name>_<setting>, e.g. module_mpich_site
 RULES = [
     ("udimount=/x", "unknown key 'udimount'", "did you mean 'udiMount'?"),
     ("siteResource=/x", "unknown key 'siteResource'", "did you mean 'siteResources'?"),
-    ("frobnicate=1", "unknown key 'frobnicate'", "see docs/config-udiroot.md"),
+    ("frobnicate=1", "unknown key 'frobnicate'", SEE_DOCS),
     ("udiMount=var/udiMount", "must be an absolute path, got 'var/udiMount'", ABS),
     ("etcPath=/etc/a b", "'/etc/a b' contains whitespace", "paths cannot be quoted"),
     ("allowLocalChroot=yes", "must be 0 or 1 (or true or false), got 'yes'", "write 0 or 1"),
@@ -86,7 +91,7 @@ RULES = [
         "unknown key 'module_mpich_copy_path'",
         "did you mean 'module_mpich_copyPath'?",
     ),
-    ("module_mpich_bogus=/x", "unknown key 'module_mpich_bogus'", "see docs/config-udiroot.md"),
+    ("module_mpich_bogus=/x", "unknown key 'module_mpich_bogus'", SEE_DOCS),
     (
         "module_cray_mpich_siteFs=/a",
         "'cray_mpich' is not a module name (letters, digits, . + -; no '_')",
@@ -159,7 +164,8 @@ def test_line_without_equals_is_a_parse_error() -> None:
 def test_required_keys_are_listed_together() -> None:
     error = error_of("", base="loopMount=/l\npopulateEtcDynamically=1\n")
     assert str(error) == "u.conf: required keys not set: udiMount, imagePath, rootfsType"
-    assert error.hint == "see etc/udiRoot.conf.example for recommended values"
+    assert error.hint == f"see {data_path(UDIROOT_EXAMPLE)} for recommended values"
+    assert os.path.isfile(data_path(UDIROOT_EXAMPLE))
     error = error_of("udiMount=\n")
     assert str(error) == "u.conf: required key not set: udiMount"
 

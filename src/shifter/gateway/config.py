@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG_PATH = "/etc/shifter/imagemanager.json"
 DEFAULT_METADATA_STORE = "sqlite:////var/lib/shifter/imagegw.sqlite"
 DEFAULT_CACHE_SIZE_LIMIT = 50 << 30  # 50 GiB: dozens of typical images
-CONFIG_HINT = "every key is described in docs/config-imagemanager.md"
+CONFIG_HINT = "every key is described in config-imagemanager.md of shifter's documentation"
 _BY_DEFAULT = "the default location"
 
 
@@ -319,10 +319,12 @@ def load_gateway_config(
     except FileNotFoundError:
         if missing_ok and chooser == _BY_DEFAULT:
             return GatewayConfig.default()
+        from shifter.data import IMAGEMANAGER_EXAMPLE, data_path
+
         raise ConfigError(
             f"does not exist ({chooser})",
             source=chosen,
-            hint="start from etc/imagemanager.json.example; name another file with "
-            "--config or GWCONFIG",
+            hint=f"start from {data_path(IMAGEMANAGER_EXAMPLE)} (shifter-site-install copies "
+            "it next to the default path); name another file with --config or GWCONFIG",
         ) from None
     return parse_gateway_config(text, chosen)

@@ -1,6 +1,6 @@
 """The udiRoot.conf key table: every key shifter knows, its model field and its converter.
 
-This table, `docs/config-udiroot.md` and `etc/udiRoot.conf.example` list the same keys; a
+This table, `docs/config-udiroot.md` and `shifter/data/udiRoot.conf.example` list the same keys; a
 unit test keeps them in step.
 """
 

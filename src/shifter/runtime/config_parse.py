@@ -78,7 +78,8 @@ class _Builder:
         self.assign(settings, spec, subkey, key, value, origin)
 
     def unknown(self, key: str, origin: Origin, suggestion: str | None) -> ConfigError:
-        hint = f"did you mean {suggestion!r}?" if suggestion else "see docs/config-udiroot.md"
+        hint = f"did you mean {suggestion!r}?" if suggestion else (
+            "see config-udiroot.md of shifter's documentation")
         return fail(origin, key, f"unknown key {key!r}", hint=hint)
 
     def assign(
@@ -156,10 +157,12 @@ class _Builder:
         values = self.top.values
         missing = [spec.name for spec in GLOBAL_KEYS if spec.required and spec.field not in values]
         if missing:
+            from shifter.data import UDIROOT_EXAMPLE, data_path
+
             raise ConfigError(
                 f"required key{'s' if len(missing) > 1 else ''} not set: {', '.join(missing)}",
                 source=self.source,
-                hint="see etc/udiRoot.conf.example for recommended values",
+                hint=f"see {data_path(UDIROOT_EXAMPLE)} for recommended values",
             )
         if not values.get("populate_etc_dynamically") and "etc_path" not in values:
             raise ConfigError(

@@ -153,7 +153,7 @@ def _existing_directory(path: str, key: str, config: UdiRootConfig) -> None:
         raise config.error(
             key,
             f"{key} {path} does not exist or is not a directory",
-            hint="the site install creates it (scripts/install.sh)",
+            hint="the site install creates it (shifter-site-install)",
         )
 
 
