@@ -134,9 +134,9 @@ def _name(owner: tuple[int, int]) -> str:
 
 
 def _bin() -> str:
-    """This installation's bin directory (where pip put the console scripts)."""
-    return os.path.dirname(os.path.abspath(sys.argv[0])) if os.path.isabs(sys.argv[0]) \
-        else sysconfig.get_path("scripts")
+    """This installation's bin directory (where pip put the console scripts), also when
+    this command was started through one of the links it made."""
+    return os.path.abspath(sysconfig.get_path("scripts"))
 
 
 def _ours(path: str) -> bool:
