@@ -53,7 +53,9 @@ class ImageFiles:
     def change_access(self, before: ImageAccess | None, after: ImageAccess) -> None:
         """Give the image and its `.meta` `after`, where the image had `before` (None: it
         was just published and nobody relies on it yet)."""
-        if before is None or after.covers(before):
+        if before == after:
+            self._publish_meta(after)  # the image keeps its access; `.meta` is this pull's
+        elif before is None or after.covers(before):
             self._apply(after, meta_last=True)
         elif before.covers(after):
             self._apply(after, meta_last=False)
