@@ -23,6 +23,7 @@ packages=(
     openssh-server openssh-client rsync acl
     postgresql e2fsprogs xfsprogs util-linux-extra
     procps iproute2 kmod
+    slurmctld slurmd slurm-client libslurm-dev slurm-wlm-basic-plugins-dev gcc libc6-dev
 )
 if [ "${1:-}" = "--bench" ]; then
     packages+=(charliecloud podman debootstrap hyperfine time wrk)
@@ -43,7 +44,7 @@ fi
 
 # The packaged daemons are not used: tests and the demo start private instances on free
 # ports. Stop the system ones if the package started them, so they hold no ports.
-for svc in docker-registry; do
+for svc in docker-registry slurmctld slurmd; do
     if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
         systemctl stop "$svc" || true
     fi
