@@ -79,7 +79,13 @@ fi
 # setupRoot and unsetupRoot run as root in every job's prolog and epilog: isolated, the
 # caller's PYTHONPATH and user site-packages cannot change what they import.
 .venv/bin/python -m shifter.cli.launcher .venv/bin/shifter .venv/bin/setupRoot .venv/bin/unsetupRoot \
+    .venv/bin/shifter-slurm-hook \
     || echo "install.sh: warning: shifter, setupRoot and unsetupRoot keep pip's console scripts" >&2
+
+# The Slurm SPANK plugin, compiled here against the installed Slurm (Slurm loads only
+# plugins built for its own version) into .venv/lib/shifter/shifter_slurm.so: an absolute
+# path outside any build directory, which `shifter-slurm-conf plugstack` prints.
+.venv/bin/shifter-slurm-conf build >/dev/null
 
 # Site directories, as the seed's installation guide lays them out.
 install -d -m 0755 /var/udiMount /var/udiLoopMount /etc/shifter

@@ -30,6 +30,7 @@ COMMANDS = {
     "shifter": "shifter.cli.shifter",
     "setupRoot": "shifter.cli.setuproot",
     "unsetupRoot": "shifter.cli.unsetuproot",
+    "shifter-slurm-hook": "shifter.cli.slurm_hook",  # run as root by the Slurm plugin
 }
 
 
