@@ -190,14 +190,19 @@ static int run_hook(char *const argv[], char *const envp[], char *out, size_t si
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* Inside an allocation, srun replays the job's options: the image is then already the
- * job's pinned `id:` and was checked at submit; do not start Python for every step. */
+/* Inside an allocation, srun replays the job's options: the image is then the job's
+ * pinned `id:` (sbatch) or the request the job pinned (salloc sets the replayed option
+ * after this plugin ran), already checked at submit. Use the job's id without starting
+ * Python for every step (and without asking the gateway again). Only the user's own srun
+ * is concerned: the nodes never see this choice. */
 static int replayed(void) {
     const char *id = getenv("SHIFTER_IMAGE"), *type = getenv("SHIFTER_IMAGETYPE");
+    const char *request = getenv("SHIFTER_IMAGEREQUEST");
     const char *vol = getenv("SHIFTER_VOLUME"), *mod = getenv("SHIFTER_MODULE");
     if (!getenv("SLURM_JOB_ID") || !id || !type || strcmp(type, "id") != 0) return 0;
-    if (strncmp(image, "id:", 3) != 0 || strcmp(image + 3, id) != 0) return 0;
-    return strcmp(volume, vol ? vol : "") == 0 && strcmp(module, mod ? mod : "") == 0;
+    int same = (strncmp(image, "id:", 3) == 0 && strcmp(image + 3, id) == 0) ||
+               (request != NULL && strcmp(image, request) == 0);
+    return same && strcmp(volume, vol ? vol : "") == 0 && strcmp(module, mod ? mod : "") == 0;
 }
 
 static int submit(spank_t sp) {
@@ -213,12 +218,15 @@ static int submit(spank_t sp) {
         char *eq = strchr(line, '=');
         if (eq == NULL) continue;
         *eq = '\0';
+        /* Here spank_setenv is not available: sbatch, salloc and srun pass their own
+         * environment on to the job. */
         if (spank_job_control_setenv(sp, line, eq + 1, 1) != ESPANK_SUCCESS ||
-            spank_setenv(sp, line, eq + 1, 1) != ESPANK_SUCCESS) {
+            setenv(line, eq + 1, 1) != 0) {
             slurm_error("shifter: cannot set %s for the job", line);
             return -1;
         }
-        /* The option itself becomes the pinned id, so the job's later sruns replay it. */
+        /* The option itself becomes the pinned id, so the job's later sruns replay it
+         * (sbatch keeps this; salloc overwrites it afterwards: see replayed()). */
         if (strcmp(line, "SHIFTER_IMAGE") == 0) {
             char pinned[VALUE_MAX + 4];
             snprintf(pinned, sizeof(pinned), "id:%s", eq + 1);
@@ -285,13 +293,14 @@ static int job_script(spank_t sp, const char *what) {
     return 0;  /* never drain the node: a failure is reported to the job's tasks */
 }
 
+/* slurmstepd's prolog and epilog do not run slurm_spank_init: the arguments come here. */
 int slurm_spank_job_prolog(spank_t sp, int ac, char **av) {
-    (void)ac; (void)av;
+    if (parse_args(ac, av) != 0) return 0;
     return job_script(sp, "prolog");
 }
 
 int slurm_spank_job_epilog(spank_t sp, int ac, char **av) {
-    (void)ac; (void)av;
+    if (parse_args(ac, av) != 0) return 0;
     return job_script(sp, "epilog");
 }
 
