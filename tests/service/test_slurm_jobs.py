@@ -56,16 +56,25 @@ def test_exclusive_job_runs_srun_shifter_in_the_prepared_container_on_every_node
     slurm: Slurm, user_dir: Path
 ) -> None:
     image = slurm.site.images.ref("main")
+    other = slurm.site.images.ref("plain")
+    volumes_text = "$(cat /data/from-host) $(cat /data2/from-host)"
     script = f"""#!/bin/sh
-srun shifter sh -c 'echo "host $(hostname) $({IMAGE_FS}) $(cat /data/from-host)"'
+srun shifter sh -c 'echo "host $(hostname) $({IMAGE_FS}) {volumes_text}"'
+srun -N 1 --image={other} shifter sh -c 'echo "other $({IMAGE_FS})"'
 srun -N 1 shifter sh -c 'echo "hosts $(cat /var/hostsfile | tr "\\n" " ")"'
 srun -N 1 sh -c 'echo "task $SLURM_SPANK_SHIFTER_IMAGETYPE:$SLURM_SPANK_SHIFTER_IMAGE"'
+echo "vol $SHIFTER_VOLUME" 1>&2; env | grep OPTION 1>&2
 """
-    job_id, out = slurm.batch(f"--image={image}", f"--volume={user_dir}:/data", "-N", "3",
-                              "--exclusive", script=script)  # fmt: skip
+    # Two --volume options (the original kept only the last one); srun replays only the
+    # last one, and the steps still get both (the job's SHIFTER_VOLUME).
+    volumes = (f"--volume={user_dir}:/data", f"--volume={user_dir}:/data2")
+    job_id, out = slurm.batch(f"--image={image}", *volumes, "-N", "3", "--exclusive",
+                              script=script)  # fmt: skip
     assert _lines(out, "host ") == [
-        f"host {node} squashfs volume content" for node in ("shn1", "shn2", "shn3")
-    ]
+        f"host {node} squashfs volume content volume content" for node in ("shn1", "shn2", "shn3")
+    ], out
+    # Another image in a step: a private container of the user's (squashfuse).
+    assert _lines(out, "other ") == ["other fuse.squashfuse"]
     # CPUs (2 per node) / nodes: each node twice, in order.
     assert _lines(out, "hosts ") == ["hosts shn1 shn1 shn2 shn2 shn3 shn3 "]
     assert _lines(out, "task ") == [f"task {image}"]

@@ -190,19 +190,27 @@ static int run_hook(char *const argv[], char *const envp[], char *out, size_t si
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* Inside an allocation, srun replays the job's options: the image is then the job's
- * pinned `id:` (sbatch) or the request the job pinned (salloc sets the replayed option
- * after this plugin ran), already checked at submit. Use the job's id without starting
- * Python for every step (and without asking the gateway again). Only the user's own srun
- * is concerned: the nodes never see this choice. */
+/* Inside an allocation, srun replays the job's options from its environment
+ * (SLURM_SPANK__SLURM_SPANK_OPTION_shifter_NAME, one value per option: the last of several
+ * --volume), then adds its own command line's. When the image is the job's pinned `id:`
+ * (sbatch) or the request the job pinned (salloc sets the replayed value after this plugin
+ * ran) and the volumes and modules are only the replay, the step is the job's: its
+ * environment already holds the job's checked values, so nothing runs (no Python per step,
+ * no gateway). Only the user's own srun is concerned: the nodes never see this choice. */
+static int only_replayed(const char *value, const char *name) {
+    char var[128];
+    snprintf(var, sizeof(var), "SLURM_SPANK__SLURM_SPANK_OPTION_shifter_%s", name);
+    const char *replay = getenv(var);
+    return value[0] == '\0' || (replay != NULL && strcmp(value, replay) == 0);
+}
+
 static int replayed(void) {
     const char *id = getenv("SHIFTER_IMAGE"), *type = getenv("SHIFTER_IMAGETYPE");
     const char *request = getenv("SHIFTER_IMAGEREQUEST");
-    const char *vol = getenv("SHIFTER_VOLUME"), *mod = getenv("SHIFTER_MODULE");
     if (!getenv("SLURM_JOB_ID") || !id || !type || strcmp(type, "id") != 0) return 0;
     int same = (strncmp(image, "id:", 3) == 0 && strcmp(image + 3, id) == 0) ||
                (request != NULL && strcmp(image, request) == 0);
-    return same && strcmp(volume, vol ? vol : "") == 0 && strcmp(module, mod ? mod : "") == 0;
+    return same && only_replayed(volume, "volume") && only_replayed(module, "module");
 }
 
 static int submit(spank_t sp) {
