@@ -94,6 +94,7 @@ def prolog(config: UdiRootConfig, environ: Mapping[str, str], system: BatchSyste
     job_id, node = _job(environ)
     records = JobRecords(node, job_id)
     records.clear()
+    began = time.monotonic()
     try:
         allocation = system.allocation(job_id)
         if str(allocation.uid) != environ.get("SLURM_JOB_UID", str(allocation.uid)):
@@ -109,7 +110,9 @@ def prolog(config: UdiRootConfig, environ: Mapping[str, str], system: BatchSyste
         except ShifterError as error:
             raise NodeError(f"setupRoot failed: {_tool_reason(error)}") from error
         records.write(records.setup, f"{allocation.uid}\n")
-        return f"setupRoot on {node} for job {job_id} in {time.monotonic() - started:.3f} s"
+        done = time.monotonic()
+        return (f"setupRoot on {node} for job {job_id} in {done - started:.3f} s "
+                f"(prolog {done - began:.3f} s)")  # fmt: skip
     except ShifterError as error:
         reason = f"job {job_id}: the container could not be prepared on {node}: {error}\n"
         records.write(records.failed, reason)
