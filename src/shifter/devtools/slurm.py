@@ -96,7 +96,6 @@ class SlurmCluster:
             "SelectTypeParameters=CR_Core",
             "MpiDefault=none",
             "ReturnToService=2",
-            "SchedulerParameters=defer_batch",
             "SlurmctldTimeout=30",
             "SlurmdTimeout=60",
             "MessageTimeout=30",
