@@ -18,11 +18,11 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "bench.sh: run as root (it installs Debian packages, runs debootstrap, mounts)" >&2
     exit 1
 fi
-benchmarks=(convert launch gateway)  # convert first: it caches the Debian tree launch uses
+benchmarks=(convert launch gateway slurm)  # convert first: it caches the Debian tree launch uses
 if [ "$#" -gt 0 ]; then
     case "$1" in
-        convert|launch|gateway) benchmarks=("$1"); shift ;;
-        *) echo "bench.sh: unknown benchmark '$1' (convert, launch or gateway)" >&2; exit 2 ;;
+        convert|launch|gateway|slurm) benchmarks=("$1"); shift ;;
+        *) echo "bench.sh: unknown benchmark '$1' (convert, launch, gateway or slurm)" >&2; exit 2 ;;
     esac
 fi
 bash scripts/install.sh --bench

@@ -64,6 +64,16 @@ def test_a_job_cancelled_mid_run_is_cleaned_up(slurm: Slurm) -> None:
     wait_for(lambda: not _sleepers("sleep\x003171\x00"), timeout=60, what="the tasks to end")
 
 
+def test_the_epilog_ends_what_escaped_slurm_in_the_container(slurm: Slurm) -> None:
+    image = f"--image={slurm.site.images.ref('main')}"
+    # A double fork into a new session: Slurm's process tracking (linuxproc) loses it.
+    script = "#!/bin/sh\nsrun shifter sh -c '(setsid sleep 3172 &); sleep 1'\n"
+    job_id, _ = slurm.batch(image, "-N", "1", "--exclusive", script=script)
+    wait_for(lambda: f"for job {job_id} (1 processes ended)" in slurm.slurmd_log(),
+             timeout=60, what="the epilog")  # fmt: skip
+    assert not _sleepers("sleep\x003172\x00")
+
+
 @pytest.fixture
 def vanishing_image(slurm: Slurm) -> Iterator[str]:
     """An image of its own, whose file the test removes."""
