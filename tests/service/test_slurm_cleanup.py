@@ -4,16 +4,13 @@ ever drained (real cluster: slurm_fixtures.py)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from shifter.image.meta import format_meta
 from tests.services.gateway_fixtures import wait_for
-from tests.services.runtime_fixtures import image_id
-from tests.services.slurm_fixtures import Slurm
+from tests.services.slurm_fixtures import Slurm, own_image
 
 JOBS_IN_A_ROW = 50
 
@@ -77,14 +74,7 @@ def test_the_epilog_ends_what_escaped_slurm_in_the_container(slurm: Slurm) -> No
 @pytest.fixture
 def vanishing_image(slurm: Slurm) -> Iterator[str]:
     """An image of its own, whose file the test removes."""
-    path = slurm.site.images.path
-    name = image_id("slurm-vanishing")
-    shutil.copy(slurm.site.images.squashfs, path / f"{name}.squashfs")
-    (path / f"{name}.squashfs").chmod(0o644)
-    (path / f"{name}.meta").write_text(format_meta("squashfs")[0])
-    yield name
-    for suffix in ("squashfs", "meta"):
-        (path / f"{name}.{suffix}").unlink(missing_ok=True)
+    yield from own_image(slurm.site, "slurm-vanishing", 0o644)
 
 
 def test_a_failed_setuproot_fails_the_job_with_the_reason_and_drains_no_node(

@@ -144,3 +144,12 @@ def test_the_pinned_id_survives_a_repull_of_the_tag(slurm: Slurm, make_repo_name
     slurm.run("scontrol", "release", job_id)
     assert slurm.wait_job(job_id) == "COMPLETED", slurm.output(job_id)
     assert f'"identifier":"{first}"' in slurm.output(job_id)
+
+
+def test_srun_with_its_own_allocation_gets_the_prolog_container(slurm: Slurm) -> None:
+    image = slurm.site.images.ref("main")
+    task = f'echo "step $(hostname) $({IMAGE_FS}) $SHIFTER_IMAGETYPE"'
+    result = slurm.run("srun", f"--image={image}", "-N", "2", "--exclusive",
+                       "shifter", "sh", "-c", task)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert _lines(result.stdout, "step ") == ["step shn1 squashfs id", "step shn2 squashfs id"]

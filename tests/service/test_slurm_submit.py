@@ -3,15 +3,13 @@ with one sentence and a hint, and queues nothing (real cluster: slurm_fixtures.p
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from shifter.image.meta import format_meta
 from tests.services.runtime_fixtures import image_id
-from tests.services.slurm_fixtures import Slurm
+from tests.services.slurm_fixtures import Slurm, own_image
 
 
 @pytest.fixture(autouse=True)
@@ -60,14 +58,7 @@ def test_images_that_cannot_be_used(slurm: Slurm) -> None:
 @pytest.fixture
 def unreadable_image(slurm: Slurm) -> Iterator[str]:
     """An image whose file only root can read."""
-    path = slurm.site.images.path
-    name = image_id("slurm-unreadable")
-    shutil.copy(slurm.site.images.squashfs, path / f"{name}.squashfs")
-    (path / f"{name}.squashfs").chmod(0o600)
-    (path / f"{name}.meta").write_text(format_meta("squashfs")[0])
-    yield name
-    for suffix in ("squashfs", "meta"):
-        (path / f"{name}.{suffix}").unlink()
+    yield from own_image(slurm.site, "slurm-unreadable", 0o600)
 
 
 def test_an_image_file_the_user_cannot_read(slurm: Slurm, unreadable_image: str) -> None:

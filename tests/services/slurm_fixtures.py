@@ -65,6 +65,21 @@ class SlurmSite:
         return result.stdout
 
 
+def own_image(site: SlurmSite, name: str, mode: int) -> Iterator[str]:
+    """A copy of the main image under an id of its own (`image_id(name)`), its file with
+    `mode`, for a test that changes or removes it; removed afterwards."""
+    from shifter.image.meta import format_meta
+    from tests.services.runtime_fixtures import image_id
+
+    path, own = site.images.path, image_id(name)
+    shutil.copy(site.images.squashfs, path / f"{own}.squashfs")
+    (path / f"{own}.squashfs").chmod(mode)
+    (path / f"{own}.meta").write_text(format_meta("squashfs")[0])
+    yield own
+    for suffix in ("squashfs", "meta"):
+        (path / f"{own}.{suffix}").unlink(missing_ok=True)
+
+
 def _conf(*args: str) -> list[str]:
     result = subprocess.run([str(BIN / "shifter-slurm-conf"), *args], capture_output=True,
                             text=True, check=True)  # fmt: skip
