@@ -58,3 +58,11 @@ def test_without_a_compiler_the_build_says_what_to_install(tmp_path: Path) -> No
     with pytest.raises(plugin.BuildError, match="no C compiler") as raised:
         plugin.build(str(tmp_path / "x.so"), compiler="shifter-no-such-cc")
     assert raised.value.hint is not None and "gcc" in raised.value.hint
+
+
+def test_without_slurm_headers_the_build_says_what_to_install(tmp_path: Path) -> None:
+    missing = str(tmp_path / "include" / "slurm" / "spank.h")
+    with pytest.raises(plugin.BuildError, match=r"spank\.h is missing") as raised:
+        plugin.build(str(tmp_path / "x.so"), spank_header=missing)
+    assert raised.value.hint is not None and "libslurm-dev" in raised.value.hint
+    assert not (tmp_path / "x.so").exists()

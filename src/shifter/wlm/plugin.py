@@ -52,12 +52,14 @@ def slurm_lines() -> list[str]:
     return list(SLURM_LINES)
 
 
-def build(output: str | None = None, *, compiler: str = "gcc") -> str:
-    """Compile the plugin; its path."""
+def build(
+    output: str | None = None, *, compiler: str = "gcc", spank_header: str = SPANK_HEADER
+) -> str:
+    """Compile the plugin; its path. (`spank_header`: where Slurm's header must be.)"""
     target = output or plugin_path()
-    if not os.path.isfile(SPANK_HEADER):
+    if not os.path.isfile(spank_header):
         raise BuildError(
-            f"cannot build the Slurm plugin: {SPANK_HEADER} is missing",
+            f"cannot build the Slurm plugin: {spank_header} is missing",
             hint="install Slurm's development headers (Debian: apt-get install libslurm-dev)",
         )
     source = resources.files("shifter.wlm").joinpath("shifter_slurm.c")
