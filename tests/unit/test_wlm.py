@@ -81,6 +81,7 @@ def test_the_prolog_builds_setuproot_arguments_from_the_checked_job_values() -> 
          "was not pinned to an id at submit"),
         ({"SPANK_SHIFTER_IMAGE": "-x"}, "image"),
         ({"SPANK_SHIFTER_VOLUME": "relative:/x"}, "volume"),
+        ({"SPANK_SHIFTER_VOLUME": "/tmp:/etc/x"}, "reserved for the system"),
         ({"SPANK_SHIFTER_MODULE": "nosuch"}, "unknown shifter module"),
     ],
 )  # fmt: skip

@@ -25,6 +25,7 @@ from shifter.proc import run
 from shifter.runtime.config import UdiRootConfig
 from shifter.runtime.modules import select_modules
 from shifter.runtime.signature import SIGNATURE_FILE
+from shifter.runtime.volumes import check_user_volume
 from shifter.runtime.volumespec import parse_volume_specs
 from shifter.wlm.interface import BatchSystem
 from shifter.wlm.state import JobRecords
@@ -61,7 +62,8 @@ def setup_argv(
         )
     volume = environ.get("SPANK_SHIFTER_VOLUME", "")
     volumes = [v for v in volume.split(";") if v]
-    parse_volume_specs(volume, source="the job's --volume")
+    for spec in parse_volume_specs(volume, source="the job's --volume"):
+        check_user_volume(spec, "the job's --volume")  # setupRoot checks again, as root
     module = environ.get("SPANK_SHIFTER_MODULE", "")
     if module:
         select_modules(config, module, "the job's --module")
