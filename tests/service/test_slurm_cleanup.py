@@ -4,15 +4,20 @@ ever drained (real cluster: slurm_fixtures.py)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from shifter.devtools.slurm import in_node
 from tests.services.gateway_fixtures import wait_for
+from tests.services.runtime_fixtures import OTHER_USER, TEST_USER
 from tests.services.slurm_fixtures import Slurm, own_image
 
 JOBS_IN_A_ROW = 50
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +95,16 @@ def test_a_failed_setuproot_fails_the_job_with_the_reason_and_drains_no_node(
     output = slurm.output(job_id)
     assert "the container could not be prepared on shn1: setupRoot failed" in output
     assert "batch started" not in output
+
+
+def test_a_container_left_by_an_earlier_job_is_replaced(slurm: Slurm) -> None:
+    # As if an earlier job's epilog never ran (a crashed slurmd): another user's container.
+    setup = ["env", f"SHIFTER_CONFIG={slurm.site.config}", str(BIN / "setupRoot"),
+             "-u", OTHER_USER, "id", slurm.site.images.id("plain")]  # fmt: skip
+    stale = subprocess.run(in_node(slurm.cluster, "shn1", setup), capture_output=True,
+                           text=True, timeout=120)  # fmt: skip
+    assert stale.returncode == 0, stale.stderr
+    image = slurm.site.images.ref("main")
+    script = "#!/bin/sh\nsrun shifter cat /var/shifterConfig.json\n"
+    _, out = slurm.batch(f"--image={image}", "-w", "shn1", "--exclusive", script=script)
+    assert f'"identifier":"{slurm.site.images.id("main")}","user":"{TEST_USER}"' in out
