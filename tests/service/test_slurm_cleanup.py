@@ -14,7 +14,7 @@ import pytest
 from shifter.devtools.slurm import in_node
 from tests.services.gateway_fixtures import wait_for
 from tests.services.runtime_fixtures import OTHER_USER, TEST_USER
-from tests.services.slurm_fixtures import Slurm, own_image
+from tests.services.slurm_fixtures import IMAGE_FS, Slurm, own_image
 
 JOBS_IN_A_ROW = 50
 BIN = Path(sys.executable).parent
@@ -105,6 +105,9 @@ def test_a_container_left_by_an_earlier_job_is_replaced(slurm: Slurm) -> None:
                            text=True, timeout=120)  # fmt: skip
     assert stale.returncode == 0, stale.stderr
     image = slurm.site.images.ref("main")
-    script = "#!/bin/sh\nsrun shifter cat /var/shifterConfig.json\n"
-    _, out = slurm.batch(f"--image={image}", "-w", "shn1", "--exclusive", script=script)
+    script = f"#!/bin/sh\nsrun shifter sh -c 'echo $({IMAGE_FS}); cat /var/shifterConfig.json'\n"
+    job_id, out = slurm.batch(f"--image={image}", "-w", "shn1", "--exclusive", script=script)
+    # The job's own container, entered (the kernel's squashfs), not a private one.
+    assert out.startswith("squashfs\n"), out
     assert f'"identifier":"{slurm.site.images.id("main")}","user":"{TEST_USER}"' in out
+    assert f"setupRoot on shn1 for job {job_id}" in slurm.slurmd_log()

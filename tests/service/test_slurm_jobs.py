@@ -22,12 +22,9 @@ from shifter.ocibuild import catalog
 from shifter.ocibuild.push import push_image
 from tests.services.gateway_fixtures import wait_for
 from tests.services.runtime_fixtures import TEST_USER, gid_of, uid_of
-from tests.services.slurm_fixtures import Slurm
+from tests.services.slurm_fixtures import IMAGE_FS, Slurm
 
 BIN = Path(sys.executable).parent
-# The filesystem type of /bin in the caller's mount table (no single quotes: it goes
-# inside `sh -c '...'`).
-IMAGE_FS = r'sed -n "s/^[^ ]* [^ ]* [^ ]* [^ ]* \/bin .* - \([^ ]*\) .*/\1/p" /proc/self/mountinfo'
 
 
 @pytest.fixture(autouse=True)

@@ -34,6 +34,9 @@ from tests.services.setuproot_fixtures import loops_backed_by
 BIN = Path(sys.executable).parent
 STATE_DIR = Path("/run/shifter-slurm")
 JOB_TIMEOUT_S = 180
+# The filesystem type of /bin in the caller's mount table (no single quotes: it goes
+# inside `sh -c '...'`).
+IMAGE_FS = r'sed -n "s/^[^ ]* [^ ]* [^ ]* [^ ]* \/bin .* - \([^ ]*\) .*/\1/p" /proc/self/mountinfo'
 
 
 @dataclass
