@@ -360,6 +360,16 @@ def _failure(
             hint="check that munged runs here with the gateway's key (SHIFTER_MUNGE_SOCKET "
             f"selects its socket) and that system={system} is a platform of the gateway",
         )
+    rejected = next((a for a in attempts if a.status == 400), None)
+    if rejected is not None and all(a.status is not None for a in attempts):
+        # Every gateway answered and one found the request itself wrong: most often this
+        # site's `system` is not one of its platforms (NERSC/shifter#249). Its words say it.
+        return GatewayUnavailableError(
+            f"the image gateway rejected the {what}: {rejected.error or 'bad request'}",
+            attempts, details=False,
+            hint=f"udiRoot.conf (system={system}) and the gateway's configuration disagree: "
+            "tell the site's shifter administrators",
+        )
     if image is not None and 404 in statuses:
         return ImageNotFoundError(
             f"image {image} is not on the image gateway, or you may not use it", attempts,
