@@ -92,3 +92,18 @@ def test_the_prolog_refuses_job_values_the_submit_check_would_have_refused(
     with pytest.raises(ShifterError, match=phrase):
         setup_argv(config, _job_env(**values), 65534, "n1/1")
     assert NodeError.__mro__[1] is ShifterError
+
+
+def test_a_job_uid_without_an_account_on_the_node_is_refused() -> None:
+    config = parse_udiroot_config(CONFIG, "udiRoot.conf")
+    unused = next(uid for uid in range(54321, 60000) if _no_account(uid))
+    with pytest.raises(NodeError, match=f"uid {unused} has no account on this node"):
+        setup_argv(config, _job_env(), unused, "n1/1")
+
+
+def _no_account(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return True
+    return False

@@ -67,7 +67,10 @@ def setup_argv(
     module = environ.get("SPANK_SHIFTER_MODULE", "")
     if module:
         select_modules(config, module, "the job's --module")
-    user = pwd.getpwuid(uid)
+    try:
+        user = pwd.getpwuid(uid)
+    except KeyError:
+        raise NodeError(f"the job's uid {uid} has no account on this node") from None
     argv = [_command("setupRoot"), "-U", str(uid), "-G", str(user.pw_gid), "-u", user.pw_name]
     argv += ["-N", nodespec]
     for item in volumes:
@@ -115,7 +118,9 @@ def prolog(config: UdiRootConfig, environ: Mapping[str, str], system: BatchSyste
         done = time.monotonic()
         return (f"setupRoot on {node} for job {job_id} in {done - started:.3f} s "
                 f"(prolog {done - began:.3f} s)")  # fmt: skip
-    except ShifterError as error:
+    except Exception as error:
+        # Whatever it was (a bug too), the job's tasks must fail with it rather than run
+        # without the container they were promised.
         reason = f"job {job_id}: the container could not be prepared on {node}: {error}\n"
         records.write(records.failed, reason)
         raise
