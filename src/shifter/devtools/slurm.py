@@ -95,6 +95,8 @@ class SlurmCluster:
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core",
             "MpiDefault=none",
+            # Batch jobs are scheduled on the next pass (~1 s), not after a 3 s delay.
+            "SchedulerParameters=batch_sched_delay=0",
             "ReturnToService=2",
             "SlurmctldTimeout=30",
             "SlurmdTimeout=60",
