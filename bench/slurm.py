@@ -102,10 +102,15 @@ def _job_time(cluster: SlurmCluster, config: Path, user: str, work: Path, args: 
 
 
 def allocated_at(cluster: SlurmCluster) -> dict[str, float]:
-    """Job id -> when slurmctld allocated its nodes (its log line, ms resolution)."""
+    """Job id -> when slurmctld started it on its nodes (its log line, ms resolution)."""
     import datetime
 
-    pattern = re.compile(r"^\[([\d-]+T[\d:.]+)\] sched: Allocate JobId=(\d+) ", re.MULTILINE)
+    # The main scheduler logs "sched: Allocate JobId=N", the backfill scheduler
+    # "sched/backfill: _start_job: Started JobId=N".
+    pattern = re.compile(
+        r"^\[([\d-]+T[\d:.]+)\] sched(?:: Allocate|/backfill: _start_job: Started) JobId=(\d+) ",
+        re.MULTILINE,
+    )
     text = (cluster.directory / "log" / "slurmctld.log").read_text(errors="replace")
     return {
         job: datetime.datetime.fromisoformat(stamp).timestamp()  # local time, as logged
