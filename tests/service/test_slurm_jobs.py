@@ -60,7 +60,8 @@ srun shifter sh -c 'echo "host $(hostname) $({IMAGE_FS}) {volumes_text}"'
 srun -N 1 --image={other} shifter sh -c 'echo "other $({IMAGE_FS})"'
 srun -N 1 shifter sh -c 'echo "hosts $(cat /var/hostsfile | tr "\\n" " ")"'
 srun -N 1 sh -c 'echo "task $SLURM_SPANK_SHIFTER_IMAGETYPE:$SLURM_SPANK_SHIFTER_IMAGE"'
-echo "vol $SHIFTER_VOLUME" 1>&2; env | grep OPTION 1>&2
+unset SHIFTER_IMAGETYPE SHIFTER_IMAGE SHIFTER_VOLUME
+srun -N 1 shifter sh -c 'echo "spank $({IMAGE_FS}) {volumes_text}"'
 """
     # Two --volume options (the original kept only the last one); srun replays only the
     # last one, and the steps still get both (the job's SHIFTER_VOLUME).
@@ -75,6 +76,8 @@ echo "vol $SHIFTER_VOLUME" 1>&2; env | grep OPTION 1>&2
     # CPUs (2 per node) / nodes: each node twice, in order.
     assert _lines(out, "hosts ") == ["hosts shn1 shn1 shn2 shn2 shn3 shn3 "]
     assert _lines(out, "task ") == [f"task {image}"]
+    # Without SHIFTER_*, the tasks' SLURM_SPANK_SHIFTER_* name the job's container.
+    assert _lines(out, "spank ") == ["spank squashfs volume content volume content"]
     for node in slurm.cluster.nodes:
         assert f"setupRoot on {node} for job {job_id}" in slurm.slurmd_log()
 

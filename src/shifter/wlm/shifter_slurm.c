@@ -204,9 +204,19 @@ static int only_replayed(const char *value, const char *name) {
     return value[0] == '\0' || (replay != NULL && strcmp(value, replay) == 0);
 }
 
+/* The job's value: SHIFTER_NAME (the job's environment), else SLURM_SPANK_SHIFTER_NAME
+ * (its control environment, which Slurm gives every task of a batch job). */
+static const char *job_value(const char *name) {
+    char var[64];
+    snprintf(var, sizeof(var), "SHIFTER_%s", name);
+    if (getenv("SHIFTER_IMAGE") != NULL) return getenv(var);
+    snprintf(var, sizeof(var), "SLURM_SPANK_SHIFTER_%s", name);
+    return getenv(var);
+}
+
 static int replayed(void) {
-    const char *id = getenv("SHIFTER_IMAGE"), *type = getenv("SHIFTER_IMAGETYPE");
-    const char *request = getenv("SHIFTER_IMAGEREQUEST");
+    const char *id = job_value("IMAGE"), *type = job_value("IMAGETYPE");
+    const char *request = job_value("IMAGEREQUEST");
     if (!getenv("SLURM_JOB_ID") || !id || !type || strcmp(type, "id") != 0) return 0;
     int same = (strncmp(image, "id:", 3) == 0 && strcmp(image + 3, id) == 0) ||
                (request != NULL && strcmp(image, request) == 0);
