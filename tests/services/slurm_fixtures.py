@@ -13,6 +13,7 @@ and loopback address), loaded with this installation's SPANK plugin as
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -103,8 +104,9 @@ def slurm_site(
     # Re-pulls of a tag must see new content at once (the pinned-id test).
     server = GatewayServer(env.write(), gateway_dir / "gateway.log",
                            SHIFTER_IMAGEGW_RECENT_PULL_S="0.01",
-                           SHIFTER_IMAGEGW_LOOKUP_CACHE_S="0").start()  # fmt: skip
+                           SHIFTER_IMAGEGW_LOOKUP_CACHE_S="0")  # fmt: skip
     try:
+        server.start()
         for name in ("udiMount", "loopMount", "out"):
             (root / name).mkdir(mode=0o755)
         (root / "out").chmod(0o1777)
@@ -236,9 +238,9 @@ def slurm(slurm_site: SlurmSite, munged: Any) -> Iterator[Slurm]:
     directory = Path(tempfile.mkdtemp(prefix="shifter-slurm-"))
     cluster = SlurmCluster(directory, plugstack=plugin, slurm_lines=_conf("slurm"),
                            munge_socket=Path(munged.socket))  # fmt: skip
-    cluster.start()
     session = Slurm(cluster, slurm_site)
     try:
+        cluster.start()
         yield session
         deadline = time.monotonic() + 30
         while session.leftovers() and time.monotonic() < deadline:
@@ -247,4 +249,9 @@ def slurm(slurm_site: SlurmSite, munged: Any) -> Iterator[Slurm]:
     finally:
         cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)
+        for node in cluster.nodes:  # the plugin's per-node record directories (state.py)
+            with contextlib.suppress(OSError):
+                (STATE_DIR / node).rmdir()
+        with contextlib.suppress(OSError):
+            STATE_DIR.rmdir()
     assert left == {}, f"jobs left this behind: {left}"
