@@ -20,11 +20,11 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "bench.sh: run as root (it installs Debian packages, runs debootstrap, mounts)" >&2
     exit 1
 fi
-benchmarks=(convert launch lookup gateway)  # convert first: it caches the Debian tree launch uses
+benchmarks=(convert launch lookup gateway slurm)  # convert first: it caches the Debian tree launch uses
 if [ "$#" -gt 0 ]; then
     case "$1" in
-        convert|launch|lookup|gateway) benchmarks=("$1"); shift ;;
-        *) echo "bench.sh: unknown benchmark '$1' (convert, launch, lookup or gateway)" >&2
+        convert|launch|lookup|gateway|slurm) benchmarks=("$1"); shift ;;
+        *) echo "bench.sh: unknown benchmark '$1' (convert, launch, lookup, gateway or slurm)" >&2
            exit 2 ;;
     esac
 fi

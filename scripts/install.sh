@@ -23,6 +23,7 @@ packages=(
     openssh-server openssh-client rsync acl
     postgresql e2fsprogs xfsprogs util-linux-extra
     procps iproute2 kmod
+    slurmctld slurmd slurm-client libslurm-dev slurm-wlm-basic-plugins-dev gcc libc6-dev
 )
 if [ "${1:-}" = "--bench" ]; then
     packages+=(charliecloud podman debootstrap hyperfine time wrk)
@@ -43,7 +44,7 @@ fi
 
 # The packaged daemons are not used: tests and the demo start private instances on free
 # ports. Stop the system ones if the package started them, so they hold no ports.
-for svc in docker-registry; do
+for svc in docker-registry slurmctld slurmd; do
     if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
         systemctl stop "$svc" || true
     fi
@@ -79,8 +80,13 @@ fi
 # caller's PYTHONPATH and user site-packages cannot change what they import.
 # shifterimg: workflow tools call `shifterimg lookup` in loops.
 .venv/bin/python -m shifter.cli.launcher .venv/bin/shifter .venv/bin/setupRoot .venv/bin/unsetupRoot \
-    .venv/bin/shifterimg \
-    || echo "install.sh: warning: shifter, setupRoot, unsetupRoot and shifterimg keep pip's console scripts" >&2
+    .venv/bin/shifterimg .venv/bin/shifter-slurm-hook \
+    || echo "install.sh: warning: shifter, setupRoot, unsetupRoot, shifterimg and shifter-slurm-hook keep pip's console scripts" >&2
+
+# The Slurm SPANK plugin, compiled here against the installed Slurm (Slurm loads only
+# plugins built for its own version) into .venv/lib/shifter/shifter_slurm.so: an absolute
+# path outside any build directory, which `shifter-slurm-conf plugstack` prints.
+.venv/bin/shifter-slurm-conf build >/dev/null
 
 # Site directories, as the seed's installation guide lays them out.
 install -d -m 0755 /var/udiMount /var/udiLoopMount /etc/shifter

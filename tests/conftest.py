@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.services.sshd_fixtures",
     "tests.services.gateway_fixtures",
     "tests.services.runtime_fixtures",
+    "tests.services.slurm_fixtures",
 ]
 
 # The service modules pull in httpx, cryptography, bcrypt and PyJWT: imported in the fixtures

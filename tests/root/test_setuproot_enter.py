@@ -297,3 +297,11 @@ def test_an_unsafe_config_is_refused_even_with_a_container_to_enter(root_site: R
         root_site.site.config.chmod(0o644)  # unsetupRoot checks it too
     assert result.returncode == 1
     assert "must not be writable by group or others" in result.stderr
+
+
+def test_the_hostsfile_lists_each_host_tasks_per_node_times(root_site: RootSite) -> None:
+    # Spec item 189: 'host1/24 host2/24 host3/24' gives 72 lines, in order.
+    setup_ok(root_site, "-N", "host1/24 host2/24 host3/24")
+    image = f"--image={root_site.images.ref('main')}"
+    lines = output_of(root_site.run(image, "cat", "/var/hostsfile")).splitlines()
+    assert lines == ["host1"] * 24 + ["host2"] * 24 + ["host3"] * 24

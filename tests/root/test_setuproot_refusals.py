@@ -71,10 +71,15 @@ def test_missing_positional_arguments(root_site: RootSite) -> None:
     assert_refused(result, "must specify image type and image identifier")
 
 
-def test_sshd_and_hostsfile_are_refused_until_supported(root_site: RootSite) -> None:
+def test_sshd_is_refused_until_supported(root_site: RootSite) -> None:
     _refused(root_site, "-s", "ssh-rsa AAAA test", phrases=("sshd in the container (-s)",
              "comes with a later version"))  # fmt: skip
-    _refused(root_site, "-N", "host1/4 host2/4", phrases=("the hostsfile (-N)",))
+
+
+def test_a_bad_hostsfile_spec_is_refused_before_anything_is_mounted(root_site: RootSite) -> None:
+    _refused(root_site, "-N", "host1/4 host2", phrases=("'host2' has no '/COUNT'",))
+    _refused(root_site, "-N", "host1/0", phrases=("the count must be a number",))
+    _refused(root_site, "-N", "../x/2", phrases=("characters a host name cannot have",))
 
 
 def test_the_user_must_exist_agree_and_not_be_root(root_site: RootSite) -> None:

@@ -382,12 +382,14 @@ def test_errors_name_the_real_cause(
     wrong = site.run("lookup", tag)
     assert wrong.returncode == 1
     assert wrong.stderr.startswith(
-        f"shifterimg: the image gateway refused the lookup of docker:{tag}: ")
-    assert "nosuchsystem" in wrong.stderr and "is the gateway running" not in wrong.stderr
+        f"shifterimg: the image gateway rejected the lookup of docker:{tag}: system "
+        "'nosuchsystem' is not one of the configured Platforms")
+    assert "hint: udiRoot.conf (system=nosuchsystem) and the gateway's" in wrong.stderr
+    assert "is the gateway running" not in wrong.stderr
     site.config.write_text(text)
     # A registry location the gateway does not list: the same.
     unknown = site.run("pull", f"elsewhere.example.org/{tag}")
-    assert unknown.returncode == 1 and "the image gateway refused the pull" in unknown.stderr
+    assert unknown.returncode == 1 and "the image gateway rejected the pull" in unknown.stderr
     # A failed pull's hint follows its cause.
     missing = site.run("pull", f"{repo_name}:nosuchtag")
     assert "hint: check the image name and tag" in missing.stderr, missing.stderr

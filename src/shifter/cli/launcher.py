@@ -32,6 +32,7 @@ COMMANDS = {
     "setupRoot": "shifter.cli.setuproot",
     "unsetupRoot": "shifter.cli.unsetuproot",
     "shifterimg": "shifter.cli.shifterimg",
+    "shifter-slurm-hook": "shifter.cli.slurm_hook",  # run as root by the Slurm plugin
 }
 
 

@@ -3,8 +3,8 @@
 
 The original's command line, parsed with getopt as the original did. Order: udiRoot.conf
 is loaded and checked first, then root is required, then the arguments are read (only
-`--help` works before all that). `-s` and `-N` are accepted by the parser and refused with
-a message: sshd and the hostsfile come with a later version.
+`--help` works before all that). `-s` is accepted by the parser and refused with a
+message: sshd comes with a later version. `-N` writes the hostsfile.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ modules; unsetupRoot takes it down.
   -m MODULES     site modules, comma-separated, or none (default: the site's)
   -V             print what was built, and udiRoot.conf's warnings on stderr
   -s SSH_PUBKEY  sshd in the container: not supported yet (refused)
-  -N NODESPEC    the hostsfile: not supported yet (refused)
+  -N NODESPEC    the hostsfile, "HOST/COUNT ..." (each HOST COUNT times in /var/hostsfile)
       --debug    show tracebacks of errors
   -h, --help     show this help
 

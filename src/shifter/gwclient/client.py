@@ -416,20 +416,24 @@ def _failure(
             f"the image gateway refused the {what}: {forbidden.error or 'forbidden'}",
             attempts, details=False,
         )
-    refused = next((a for a in attempts if a.status is not None and 400 <= a.status < 500
-                    and a.status not in (401, 403, 404)), None)
-    if refused is not None:
-        # A precise answer about the request itself (an unknown system or registry, a bad
-        # name): the gateway is running, and another gateway would say the same.
-        return GatewayRequestError(
-            f"the image gateway refused the {what}: {refused.error or refused.problem}",
-            attempts, details=False,
-        )
     if 401 in statuses:
         return GatewayAuthError(
             f"the image gateway refused the {what}", attempts,
             hint="check that munged runs here with the gateway's key (SHIFTER_MUNGE_SOCKET "
             f"selects its socket) and that system={system} is a platform of the gateway",
+        )
+    rejected = next((a for a in attempts if a.status is not None and 400 <= a.status < 500
+                     and a.status not in (401, 403, 404)), None)
+    if rejected is not None:
+        # A precise answer about the request itself, in the gateway's words: the gateway
+        # is running, and another would say the same. Most often this site's `system` is
+        # not one of its platforms (NERSC/shifter#249), or a registry it does not list.
+        unknown_system = "Platforms" in (rejected.error or "")
+        return GatewayRequestError(
+            f"the image gateway rejected the {what}: {rejected.error or rejected.problem}",
+            attempts, details=False,
+            hint=f"udiRoot.conf (system={system}) and the gateway's configuration disagree: "
+            "tell the site's shifter administrators" if unknown_system else None,
         )
     if image is not None and 404 in statuses:
         return ImageNotFoundError(

@@ -19,8 +19,9 @@ modules pass the selection rules. Then:
 
 A failure at any step tears down whatever was mounted before the error is reported.
 
-sshd (`-s`) and the hostsfile (`-N`) come with a later version: they are refused, loudly,
-before anything is done, rather than giving a job a container without them.
+The hostsfile (`-N "host/count ..."`, hostsfile.py) is written to `/var/hostsfile`. sshd
+(`-s`) comes with a later version: it is refused, loudly, before anything is done, rather
+than giving a job a container without it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from shifter.runtime import loopdev
 from shifter.runtime.config import UdiRootConfig
 from shifter.runtime.environment import site_env_steps
 from shifter.runtime.etc import plan_etc
+from shifter.runtime.hostsfile import hostsfile_text, parse_nodespec
 from shifter.runtime.identity import Identity, UserRecord, lookup_user, refuse_root
 from shifter.runtime.imagesource import ImageNotFoundError, check_acl, find_image
 from shifter.runtime.modules import select_modules
@@ -134,8 +136,6 @@ def job_identity(config: UdiRootConfig, request: SetupRequest) -> Identity:
 def _refuse_later_features(request: SetupRequest) -> None:
     if request.ssh_pubkey:
         raise SetupError(f"sshd in the container (-s) {LATER}", hint="run setupRoot without -s")
-    if request.nodespec:
-        raise SetupError(f"the hostsfile (-N) {LATER}", hint="run setupRoot without -N for now")
 
 
 def _make_private(paths: tuple[str, ...], entries: list[MountEntry]) -> None:
@@ -158,6 +158,9 @@ def setup_root(
     `signature.file_stamp` taken before it was read."""
     steps = steps or Steps(False)
     _refuse_later_features(request)
+    hostsfile = None
+    if request.nodespec is not None:
+        hostsfile = hostsfile_text(parse_nodespec(request.nodespec)).encode()
     identity = job_identity(config, request)
     user = identity.user
     modules = select_modules(config, request.modules, "-m")
@@ -219,6 +222,7 @@ def setup_root(
         steps=steps,
         credentials=(user.uid, user.gid, identity.all_gids),
         enter_record=record.to_bytes(),
+        hostsfile=hostsfile,
     )
     try:
         _make_private(roots, entries)

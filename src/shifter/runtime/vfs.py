@@ -44,6 +44,7 @@ from shifter.runtime.binds import bind, bind_staged, restrictions
 from shifter.runtime.config import ModuleConfig, UdiRootConfig
 from shifter.runtime.etc import write_etc
 from shifter.runtime.hooks import check_hook, run_hook
+from shifter.runtime.hostsfile import HOSTSFILE
 from shifter.runtime.imagebind import ImageTree
 from shifter.runtime.pathguard import Resolved, fd_path
 from shifter.runtime.privileges import ActingAs
@@ -95,6 +96,7 @@ class ContainerPlan:
         "credentials",
         "enter_record",
         "etc_files",
+        "hostsfile",
         "image_mounter",
         "image_path",
         "mode",
@@ -120,6 +122,7 @@ class ContainerPlan:
         steps: Steps | None = None,
         credentials: tuple[int, int, tuple[int, ...]] | None = None,
         enter_record: bytes | None = None,
+        hostsfile: bytes | None = None,
     ) -> None:
         self.config = config
         self.mode = mode
@@ -133,6 +136,7 @@ class ContainerPlan:
         self.steps = steps or Steps(False)
         self.credentials = credentials
         self.enter_record = enter_record
+        self.hostsfile = hostsfile  # setupRoot -N: /var/hostsfile's content
 
 
 def check_site(config: UdiRootConfig, modules: Sequence[ModuleConfig]) -> None:
@@ -206,6 +210,9 @@ class _Builder:
         self.image_content(image_root)
         steps.done("image content")
         self.user_volumes()
+        if self.plan.hostsfile is not None:
+            self.reserve(HOSTSFILE)
+            self.fill(HOSTSFILE, self.plan.hostsfile)
         os.rmdir(self.staging)
         self.fill(SIGNATURE_FILE, (self.plan.signature + "\n").encode())
         if self.plan.enter_record is not None:

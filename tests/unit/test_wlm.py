@@ -1,0 +1,109 @@
+"""shifter.wlm's pure parts: scontrol's job line, the allocation and its hostsfile spec,
+the per-node records' names, and the prolog's re-check of what came from the job."""
+
+from __future__ import annotations
+
+import pwd
+
+import pytest
+
+from shifter.errors import ShifterError
+from shifter.runtime.config import parse_udiroot_config
+from shifter.wlm.interface import Allocation
+from shifter.wlm.nodes import NodeError, setup_argv
+from shifter.wlm.slurm import SlurmError, allocation_from, job_fields
+from shifter.wlm.state import JobRecords
+
+JOB_LINE = (
+    "JobId=17 JobName=job.sh UserId=alice(1001) GroupId=alice(1001) MCS_label=N/A "
+    "Priority=1 Nice=0 Account=(null) QOS=(null) JobState=CONFIGURING Reason=None "
+    "NumNodes=3 NumCPUs=6 NumTasks=3 CPUs/Task=1 NodeList=shn[1-3] OverSubscribe=NO "
+    "Command=/home/alice/my job.sh WorkDir=/home/alice"
+)
+CONFIG = (
+    "udiMount=/var/udiMount\nloopMount=/var/udiLoopMount\nimagePath=/images\n"
+    "rootfsType=tmpfs\npopulateEtcDynamically=1\n"
+)
+IMAGE_ID = "4a2f9f9d7c878d53959b2b9d0b68b2977b77bc16872ce77e51b8739264995a9f"
+
+
+def test_an_exclusive_job_and_its_hostsfile_spec() -> None:
+    fields = job_fields(JOB_LINE)
+    assert fields["NodeList"] == "shn[1-3]" and fields["Command"] == "/home/alice/my"
+    allocation = allocation_from("17", fields, ("shn1", "shn2", "shn3"))
+    assert allocation == Allocation("17", 1001, ("shn1", "shn2", "shn3"), 6, shared=False)
+    assert allocation.nodespec() == "shn1/2 shn2/2 shn3/2"
+
+
+@pytest.mark.parametrize("value", ["OK", "YES", "USER", "MCS"])
+def test_every_other_oversubscribe_value_is_a_shared_job(value: str) -> None:
+    fields = job_fields(JOB_LINE.replace("OverSubscribe=NO", f"OverSubscribe={value}"))
+    assert allocation_from("17", fields, ("shn1",)).shared
+
+
+def test_fewer_cpus_than_nodes_still_gives_one_task_per_node() -> None:
+    assert Allocation("1", 5, ("a", "b"), 1, shared=False).nodespec() == "a/1 b/1"
+
+
+def test_a_job_line_without_user_is_an_error() -> None:
+    with pytest.raises(SlurmError, match="no UserId or NumCPUs"):
+        allocation_from("17", job_fields("JobId=17 NumCPUs=2"), ("shn1",))
+
+
+@pytest.mark.parametrize(("node", "job"), [("../etc", "1"), ("", "1"), ("n1", "1;x"), ("n1", "")])
+def test_records_refuse_names_that_are_not_a_node_or_a_job(node: str, job: str) -> None:
+    with pytest.raises(ShifterError, match="unusable node name"):
+        JobRecords(node, job)
+
+
+def _job_env(**values: str) -> dict[str, str]:
+    env = {"SPANK_SHIFTER_IMAGETYPE": "id", "SPANK_SHIFTER_IMAGE": IMAGE_ID}
+    env.update(values)
+    return env
+
+
+def test_the_prolog_builds_setuproot_arguments_from_the_checked_job_values() -> None:
+    config = parse_udiroot_config(CONFIG, "udiRoot.conf")
+    nobody = pwd.getpwnam("nobody")
+    env = _job_env(SPANK_SHIFTER_VOLUME="/tmp/a:/a;/tmp/b:/b:ro")
+    argv = setup_argv(config, env, nobody.pw_uid, "n1/2 n2/2")
+    assert argv[1:] == [
+        "-U", str(nobody.pw_uid), "-G", str(nobody.pw_gid), "-u", "nobody",
+        "-N", "n1/2 n2/2", "-v", "/tmp/a:/a", "-v", "/tmp/b:/b:ro", "--", "id", IMAGE_ID,
+    ]  # fmt: skip
+    assert argv[0].endswith("/setupRoot")
+
+
+@pytest.mark.parametrize(
+    ("values", "phrase"),
+    [
+        ({"SPANK_SHIFTER_IMAGETYPE": "docker", "SPANK_SHIFTER_IMAGE": "ubuntu:22.04"},
+         "was not pinned to an id at submit"),
+        ({"SPANK_SHIFTER_IMAGE": "-x"}, "image"),
+        ({"SPANK_SHIFTER_VOLUME": "relative:/x"}, "volume"),
+        ({"SPANK_SHIFTER_VOLUME": "/tmp:/etc/x"}, "reserved for the system"),
+        ({"SPANK_SHIFTER_MODULE": "nosuch"}, "unknown shifter module"),
+    ],
+)  # fmt: skip
+def test_the_prolog_refuses_job_values_the_submit_check_would_have_refused(
+    values: dict[str, str], phrase: str
+) -> None:
+    config = parse_udiroot_config(CONFIG, "udiRoot.conf")
+    with pytest.raises(ShifterError, match=phrase):
+        setup_argv(config, _job_env(**values), 65534, "n1/1")
+    assert NodeError.__mro__[1] is ShifterError
+
+
+def test_a_job_uid_without_an_account_on_the_node_is_refused() -> None:
+    config = parse_udiroot_config(CONFIG, "udiRoot.conf")
+    unused = next(uid for uid in range(54321, 60000) if _no_account(uid))
+    with pytest.raises(NodeError, match=f"uid {unused} has no account on this node"):
+        setup_argv(config, _job_env(), unused, "n1/1")
+
+
+def _no_account(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return True
+    return False
