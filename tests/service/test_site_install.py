@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from shifter.cli.launcher import COMMANDS
 from shifter.devtools.service import free_port
 from shifter.ocibuild import catalog
 from shifter.ocibuild.push import push_image
@@ -86,10 +87,15 @@ def test_install_start_the_unit_pull_and_run(
     said = subprocess.run(installer, capture_output=True, text=True, timeout=120)
     assert said.returncode == 0, said.stderr
     assert f"create directory {site}/var/udiMount (mode 0755, owner root:root)" in said.stdout
+    # Slurm's headers are installed here (scripts/install.sh): the plugin is built for it.
+    plugin = venv / "lib" / "shifter" / "shifter_slurm.so"
+    assert f"build the Slurm plugin {plugin}" in said.stdout and plugin.is_file()
+    assert "then, in Slurm's plugstack.conf: required " in said.stdout
     # Again, through the link it made: nothing left to do but the launchers.
     again = subprocess.run([f"{site}/bin/shifter-site-install", *installer[1:]],
                            capture_output=True, text=True, timeout=120)
-    assert again.stdout.count("write the -I -S launcher") == 4  # the rest is already right
+    assert again.stdout.count("write the -I -S launcher") == len(COMMANDS)  # and the plugin:
+    # written again every time (a Slurm upgrade needs them); the rest is already right
     assert "link " not in again.stdout and "create directory" not in again.stdout
 
     # The gateway's directories are its own and private; the examples are there.

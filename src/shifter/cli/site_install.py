@@ -14,7 +14,9 @@ and it, each step said on stdout (`--dry-run`: only said):
    batch scripts;
 3. copies the example configurations into `--config-dir` (default /etc/shifter) as
    `*.example`, never over a site's own `udiRoot.conf` or `imagemanager.json`;
-4. creates the runtime's directories (udiMount, loopMount: from udiRoot.conf when it exists);
+4. creates the runtime's directories (udiMount, loopMount: from udiRoot.conf when it exists),
+   and builds the Slurm SPANK plugin against this node's Slurm when its headers are
+   installed (`--slurm`; docs/slurm.md);
 5. unless `--no-gateway`: creates the gateway's system account and its private directories
    (the metadata store's, CacheDirectory, ExpandDirectory, the log's: from
    imagemanager.json when it exists), and writes the systemd units `shifter-imagegw.service`
@@ -23,7 +25,8 @@ and it, each step said on stdout (`--dry-run`: only said):
 
 It enables or starts nothing. `--uninstall` removes what steps 1, 2 and 5 wrote (links,
 units) and says what it leaves: configurations, directories with data, the account.
-Running it again changes nothing that is already right.
+Running it again writes the launchers and the plugin again (after an upgrade of the package
+or of Slurm they must be) and changes nothing else that is already right.
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ def install(args: argparse.Namespace) -> None:
         steps.write(os.path.join(args.config_dir, example), Path(data_path(example)).read_text())
     for directory in _runtime_dirs(os.path.join(args.config_dir, "udiRoot.conf")):
         steps.directory(directory, 0o755)
+    _slurm_plugin(steps, args)
 
     if args.no_gateway:
         return
@@ -199,6 +203,21 @@ def install(args: argparse.Namespace) -> None:
             steps.write(os.path.join(args.systemd_dir, unit),
                         f"{first} [{UNIT_MARK}]\n{rest}")
         print(f"then: systemctl daemon-reload && systemctl enable --now {GATEWAY_UNIT}")
+
+
+def _slurm_plugin(steps: Steps, args: argparse.Namespace) -> None:
+    """Compile the SPANK plugin against this node's Slurm (Slurm loads only plugins built
+    for its own version) when Slurm's headers are here, or `--slurm` demands it."""
+    from shifter.wlm import plugin
+
+    if args.slurm == "no" or (args.slurm == "auto" and not os.path.isfile(plugin.SPANK_HEADER)):
+        return
+    steps.say(f"build the Slurm plugin {plugin.plugin_path()}")
+    if not steps.dry_run:
+        plugin.build()
+    config = os.path.join(args.config_dir, "udiRoot.conf")
+    print("then, in Slurm's plugstack.conf: "
+          + " ".join(plugin.plugstack_lines(config if os.path.exists(config) else None)))
 
 
 def _group_name(gid: int, fallback: str) -> str:
@@ -301,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=5000, help="the gateway units' port")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="server processes in the gateway units (default 1)")
+    parser.add_argument("--slurm", choices=("auto", "yes", "no"), default="auto",
+                        help="build the Slurm SPANK plugin: auto (when Slurm's headers are "
+                        "installed), yes, no")
     parser.add_argument("--uninstall", action="store_true",
                         help="remove the links and units this command wrote")
     parser.add_argument("--dry-run", action="store_true", help="only say what it would do")
