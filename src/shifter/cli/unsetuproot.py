@@ -45,7 +45,7 @@ def _run(args: list[str]) -> int:
             print(f"detached {path}")
         for device in report.still_attached:
             print(f"{device} stays attached until its last user is gone")
-    holders = lingering_copies(config)
+    holders = lingering_copies(config, report.root_devices)
     if holders:
         shown = ", ".join(f"{pid} ({name})" for pid, name in holders[:MAX_NAMED])
         more = f" and {len(holders) - MAX_NAMED} more" if len(holders) > MAX_NAMED else ""

@@ -16,7 +16,9 @@ Copies in other mount namespaces: a process that made a mount namespace while th
 container was up (`unshare -m`, a daemon's private namespace) holds a copy of every mount,
 which this namespace's detach does not reach, and keeps the loop devices attached until it
 exits. `lingering_copies` finds them (processes whose mount table, as they see it, still
-has container mounts at udiMount or loopMount) for unsetupRoot to name. Processes inside
+has the container's own file systems at udiMount or loopMount: another container at that
+path in another namespace, such as another node's on a host running several, is not a
+copy) for unsetupRoot to name. Processes inside
 the container (entered with `shifter`, in their own namespaces too) see those mounts at
 `/`, not at udiMount: they keep their tree, as documented, and are not counted.
 
@@ -55,12 +57,15 @@ class TeardownReport:
     them, and those still attached afterwards (used by processes still inside, or shared
     with another container of the same image)."""
 
-    __slots__ = ("detached", "loop_devices", "still_attached")
+    __slots__ = ("detached", "loop_devices", "root_devices", "still_attached")
 
     def __init__(self) -> None:
         self.detached: list[str] = []
         self.loop_devices: list[str] = []
         self.still_attached: list[str] = []
+        # The devices (major:minor) of the file systems mounted at exactly udiMount or
+        # loopMount: the container's own, which only copies of it share (`lingering_copies`).
+        self.root_devices: set[str] = set()
 
 
 def container_mounts(entries: list[MountEntry], roots: tuple[str, ...]) -> list[MountEntry]:
@@ -92,6 +97,9 @@ def teardown(config: UdiRootConfig) -> TeardownReport:
         if not mounts:
             break
         ids = {entry.id for entry in mounts}
+        report.root_devices.update(
+            entry.device for entry in mounts
+            if entry.mount_point in roots and not entry.source.startswith("/dev/loop"))
         for entry in mounts:
             if entry.source.startswith("/dev/loop") and entry.source not in report.loop_devices:
                 report.loop_devices.append(entry.source)
@@ -125,9 +133,16 @@ def _command_name(pid: str) -> str:
         return "?"
 
 
-def lingering_copies(config: UdiRootConfig) -> list[tuple[int, str]]:
+def lingering_copies(
+    config: UdiRootConfig, root_devices: set[str]
+) -> list[tuple[int, str]]:
     """The processes (pid, command name) in other mount namespaces whose mount table
-    still has mounts of the container at udiMount or loopMount."""
+    still has this container's mounts: at udiMount or loopMount, with one of its
+    `root_devices` (the teardown's). Another container at the same path in another
+    namespace (another node's, on a host running several) has file systems of its own,
+    and is not a copy."""
+    if not root_devices:
+        return []
     roots = container_roots(config)
     own = os.readlink("/proc/self/ns/mnt")
     holders = []
@@ -141,6 +156,7 @@ def lingering_copies(config: UdiRootConfig) -> list[tuple[int, str]]:
                 text = f.read()
         except OSError:
             continue  # gone meanwhile
-        if container_mounts(parse_mountinfo(text), roots):
+        if any(entry.device in root_devices
+               for entry in container_mounts(parse_mountinfo(text), roots)):
             holders.append((int(name), _command_name(name)))
     return sorted(holders)
