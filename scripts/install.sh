@@ -15,7 +15,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Everything the code, the tests and the demo call: registry, munge, squashfs tools,
-# FUSE, sshd, PostgreSQL, ACL tools, mkfs for ext4/xfs/cramfs.
+# FUSE, sshd, PostgreSQL, ACL tools, mkfs for ext4/xfs/cramfs; MPICH (mpicc, hydra's
+# mpiexec) and patchelf for the MPI modules (shifter-prep-libs), gcc for the GPU tests' stubs.
 packages=(
     python3 python3-venv ca-certificates openssl
     docker-registry munge libmunge2 busybox-static
@@ -23,6 +24,7 @@ packages=(
     openssh-server openssh-client rsync acl
     postgresql e2fsprogs xfsprogs util-linux-extra
     procps iproute2 kmod
+    mpich libmpich-dev patchelf gcc libc6-dev
 )
 if [ "${1:-}" = "--bench" ]; then
     packages+=(charliecloud podman debootstrap hyperfine time wrk)
