@@ -49,8 +49,9 @@ def library_closure(binary: Path) -> list[Path]:
     return paths
 
 
-def image_entries(binary: Path, *, extra: tuple[Entry, ...] = ()) -> list[Entry]:
-    entries: list[Entry] = [File(PROGRAM.lstrip("/"), binary.read_bytes(), mode=0o755)]
+def image_entries(binary: Path, *, program: str = PROGRAM) -> list[Entry]:
+    """Busybox, `binary` at `program`, and the libraries it loads at their host paths."""
+    entries: list[Entry] = [File(program.lstrip("/"), binary.read_bytes(), mode=0o755)]
     for library in library_closure(binary):
         name = str(library).lstrip("/")
         real = library.resolve()
@@ -59,7 +60,7 @@ def image_entries(binary: Path, *, extra: tuple[Entry, ...] = ()) -> list[Entry]
             entries.append(File(str(real).lstrip("/"), real.read_bytes(), mode=0o755))
         else:
             entries.append(File(name, real.read_bytes(), mode=0o755))
-    return with_parents([*base_entries(read_busybox()), *entries, *extra])
+    return with_parents([*base_entries(read_busybox()), *entries])
 
 
 def build_squashfs_image(entries: list[Entry], image_path: Path, work: Path, tag: str) -> str:

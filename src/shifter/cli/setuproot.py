@@ -33,7 +33,7 @@ SHORT = {
     "N": ("required", "nodespec"),
     "m": ("required", "modules"),
 }
-LONG = {"help": ("flag", "help"), "debug": ("flag", "debug")}
+LONG = {"help": ("flag", "help"), "debug": ("flag", "debug"), "gpus": ("required", "gpus")}
 HELP = """\
 Usage: setupRoot [-V] [-v VOLUME]... [-s SSH_PUBKEY] [-u USER] [-U UID] [-G GID]
                  [-N NODESPEC] [-m MODULES] IMAGE_TYPE IMAGE_ID
@@ -48,6 +48,9 @@ modules; unsetupRoot takes it down.
   -v VOLUME      a user volume, SRC:DEST[:ro|:perNodeCache=size=SIZE[,fs=xfs]] (repeatable)
   -m MODULES     site modules, comma-separated, or none (default: the site's)
   -V             print what was built, and udiRoot.conf's warnings on stderr
+      --gpus LIST  the job's GPUs (indices or GPU-<uuid>, comma-separated; the batch
+                 system's plugin passes the job's allocation): their device nodes and
+                 the site's GPU driver files go into the container (docs/gpu.md)
   -s SSH_PUBKEY  sshd in the container: not supported yet (refused)
   -N NODESPEC    the hostsfile: not supported yet (refused)
       --debug    show tracebacks of errors
@@ -95,6 +98,7 @@ def _request(args: list[str]) -> tuple[SetupRequest, bool]:
         modules=text("modules"),
         ssh_pubkey=text("ssh_pubkey"),
         nodespec=text("nodespec"),
+        gpus=text("gpus"),
     )
     return request, bool(options.get("verbose"))
 

@@ -13,7 +13,7 @@ modules pass the selection rules. Then:
    (bound onto itself), so nothing mounted there propagates to other namespaces;
 2. the image on its node-wide loop device at loopMount (loopdev.py), the tree at udiMount
    (vfs.py in `BuildMode.ROOT`: site filesystems and hooks as root, /etc for the user,
-   modules, the image, the volumes, perNodeCache volumes);
+   modules, the GPUs of `--gpus` (gpu.py), the image, the volumes, perNodeCache volumes);
 3. `var/shifterConfig.json` (the original's signature) and `var/shifterEnter.dat` (the
    enter record), written last: a half-built tree never matches a request.
 
@@ -33,6 +33,7 @@ from shifter.runtime import loopdev
 from shifter.runtime.config import UdiRootConfig
 from shifter.runtime.environment import site_env_steps
 from shifter.runtime.etc import plan_etc
+from shifter.runtime.gpu import plan_gpus
 from shifter.runtime.identity import Identity, UserRecord, lookup_user, refuse_root
 from shifter.runtime.imagesource import ImageNotFoundError, check_acl, find_image
 from shifter.runtime.modules import select_modules
@@ -57,6 +58,7 @@ class SetupRequest:
 
     __slots__ = (
         "gid",
+        "gpus",
         "image_id",
         "image_type",
         "modules",
@@ -79,6 +81,7 @@ class SetupRequest:
         modules: str | None = None,
         ssh_pubkey: str | None = None,
         nodespec: str | None = None,
+        gpus: str | None = None,
     ) -> None:
         self.image_type = image_type
         self.image_id = image_id
@@ -89,6 +92,7 @@ class SetupRequest:
         self.modules = modules
         self.ssh_pubkey = ssh_pubkey
         self.nodespec = nodespec
+        self.gpus = gpus  # the job's GPUs (--gpus, CUDA_VISIBLE_DEVICES syntax), gpu.py
 
 
 class SetupResult:
@@ -171,6 +175,7 @@ def setup_root(
     for spec in specs:
         check_user_volume(spec, "-v")
     check_site(config, modules)
+    gpus = plan_gpus(config, request.gpus, "--gpus")
     etc_files = plan_etc(config, identity)
     names = tuple(module.name for module in modules)
     signature = container_signature(image.id, user.name, specs, names)
@@ -219,6 +224,7 @@ def setup_root(
         steps=steps,
         credentials=(user.uid, user.gid, identity.all_gids),
         enter_record=record.to_bytes(),
+        gpu=gpus,
     )
     try:
         _make_private(roots, entries)
