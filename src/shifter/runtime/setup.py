@@ -195,7 +195,8 @@ def setup_root(
         entry=tuple(meta.entrypoint) if meta and meta.entrypoint is not None else None,
         cmd=tuple(meta.cmd) if meta and meta.cmd is not None else None,
         workdir=meta.workdir if meta else None,
-        site_env=site_env_steps(modules, config),
+        # The GPUs' variables too: the fast enter path (enter.py) reads only the record.
+        site_env=site_env_steps(modules, config) + (gpus.env_steps if gpus else ()),
         userhooks=tuple((m.key("userhook"), m.userhook) for m in modules if m.userhook),
     )
     steps.done("planned")
