@@ -5,7 +5,8 @@ Without GPUs the container's /dev is a recursive bind of the host's (vfs.py). Th
 show every GPU of the node, so here /dev is a tmpfs (nosuid, noexec, read-only once
 filled) holding, for each entry of the host's /dev: a symlink copied as a symlink, a
 directory (pts, shm, mqueue, ...) bound recursively, any other entry bound onto an empty
-file; the site's GPU nodes are left out (by name and by device number). Then each node of
+file; the site's GPU nodes are left out (by name and by device number), and so are device
+nodes the user cannot open. Then each node of
 the plan is bound at its place. All binds are nosuid and private; only the node binds
 carry device access (as the host's /dev bind does without GPUs): the tmpfs itself is
 nodev, and nothing here comes from the user.
@@ -22,34 +23,29 @@ from shifter.sys.mount import MountFlag, mount
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from shifter.runtime.gpu import GpuPlan
+    from shifter.runtime.privileges import ActingAs
 
 HOST_DEV = "/dev"
+SYMLINK, DIRECTORY, FILE = "symlink", "directory", "file"
 DEV_FLAGS = MountFlag.NOSUID | MountFlag.NODEV | MountFlag.NOEXEC
 
 
-def build_dev(target: str, plan: GpuPlan) -> None:
-    """Fill `target` (the container's empty /dev directory) as described above."""
+def build_dev(target: str, plan: GpuPlan, acting_as: ActingAs | None = None) -> None:
+    """Fill `target` (the container's empty /dev directory) as described above.
+    `acting_as`: on the privileged path, the user whose access decides which device nodes
+    are worth binding (on the unprivileged path the caller is the user)."""
+    entries = _host_entries(plan, acting_as)
     mount("tmpfs", target, "tmpfs", DEV_FLAGS, "mode=755")
     mount(None, target, None, MountFlag.PRIVATE)
     private = MountFlag.PRIVATE
-    with os.scandir(HOST_DEV) as entries:
-        for entry in entries:
-            path = os.path.join(target, entry.name)
-            if "/dev/" + entry.name in plan.hidden_paths:
-                continue
-            if entry.is_symlink():
-                os.symlink(os.readlink(entry.path), path)
-                continue
-            info = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(info.st_mode):
-                make_mount_point(path, directory=True)
-                bind(entry.path, path, flags=MountFlag.NOSUID, recursive=True, propagation=private)
-                continue
-            is_device = stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
-            if is_device and info.st_rdev in plan.hidden_devices:
-                continue
-            make_mount_point(path, directory=False)
-            bind(entry.path, path, flags=MountFlag.NOSUID, propagation=private)
+    for name, kind, source in entries:
+        path = os.path.join(target, name)
+        if kind == SYMLINK:
+            os.symlink(source, path)
+        else:
+            make_mount_point(path, directory=kind == DIRECTORY)
+            bind(source, path, flags=MountFlag.NOSUID, recursive=kind == DIRECTORY,
+                 propagation=private)  # fmt: skip
     for host, container_path in plan.nodes:
         path = target + container_path[len(HOST_DEV):]
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
@@ -57,3 +53,41 @@ def build_dev(target: str, plan: GpuPlan) -> None:
             make_mount_point(path, directory=False)
         bind(host, path, flags=MountFlag.NOSUID, propagation=private)
     mount(None, target, None, MountFlag.REMOUNT | DEV_FLAGS | MountFlag.RDONLY)
+
+
+def _host_entries(plan: GpuPlan, acting_as: ActingAs | None) -> list[tuple[str, str, str]]:
+    """(name, kind, source) of the host's /dev entries the container gets: a symlink's
+    source is its target. Device nodes the user can neither read nor write (the disks,
+    the virtual consoles: root's, mode 0600) are left out: each is a mount, and they
+    cost a GPU launch more than everything else; the user could not open them anyway."""
+    found = []
+    if acting_as is not None:
+        acting_as.__enter__()
+    try:
+        with os.scandir(HOST_DEV) as scan:
+            for entry in scan:
+                if "/dev/" + entry.name in plan.hidden_paths:
+                    continue
+                if entry.is_symlink():
+                    found.append((entry.name, SYMLINK, os.readlink(entry.path)))
+                    continue
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    found.append((entry.name, DIRECTORY, entry.path))
+                    continue
+                device = stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+                if device and (info.st_rdev in plan.hidden_devices or not _usable(entry.path)):
+                    continue
+                found.append((entry.name, FILE, entry.path))
+    finally:
+        if acting_as is not None:
+            acting_as.__exit__()
+    return found
+
+
+def _usable(path: str) -> bool:
+    # Effective ids: setupRoot acts as the user; in the user namespace its capabilities
+    # do not reach root's nodes (their owner is not mapped), so the mode bits decide.
+    return os.access(path, os.R_OK, effective_ids=True) or os.access(
+        path, os.W_OK, effective_ids=True
+    )

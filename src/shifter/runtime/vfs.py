@@ -303,7 +303,9 @@ class _Builder:
         if self.plan.gpu is not None:
             from shifter.runtime.devtree import build_dev
 
-            build_dev(self.path("dev"), self.plan.gpu)
+            credentials = self.plan.credentials
+            acting = ActingAs(*credentials) if credentials and not self.user_ns else None
+            build_dev(self.path("dev"), self.plan.gpu, acting)
         else:
             self.host_bind("/dev", "dev", MountFlag.NOSUID, recursive=True)
         self.host_bind("/tmp", "tmp", nosuid_nodev, recursive=self.user_ns)
