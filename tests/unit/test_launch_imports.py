@@ -132,6 +132,14 @@ def test_the_whole_launcher_imports_nothing_heavy(site: dict[str, str]) -> None:
 
 
 def test_a_forbidden_import_is_reported_with_its_importers(site: dict[str, str]) -> None:
-    # Hooks make the launcher import shifter.proc, which is not cheap (see launch.py).
-    found = _forbidden_in(UP_TO_IMAGE.format(**site) + "import shifter.proc\n")
-    assert "subprocess <- shifter.proc" in found
+    found = _forbidden_in(UP_TO_IMAGE.format(**site) + "import shifter.registry.blobcache\n")
+    assert "logging <- shifter.registry.blobcache" in found
+
+
+def test_a_userhook_costs_subprocess_and_no_logging(site: dict[str, str]) -> None:
+    # Userhooks make the launcher start a program (start.prepare): subprocess it must
+    # import, logging it need not (shifter.proc imports it only if the process uses it).
+    code = UP_TO_IMAGE.format(**site) + "import shifter.proc\nshifter.proc.prepare_run()\n"
+    found = _forbidden_in(code)
+    assert any(chain.startswith("subprocess") for chain in found), found
+    assert not any(chain.startswith("logging") for chain in found), found
