@@ -28,10 +28,8 @@ EXIT_NOT_EXECUTABLE = 126  # like a shell: it exists but cannot be run
 def prepare(userhooks: Sequence[tuple[str, str]]) -> None:
     """Import now what `run_in_container` will need inside the container."""
     if userhooks:
-        from shifter import proc  # run_hook starts the hook through it
+        from shifter import proc  # noqa: F401  (run_hook starts the hook through it)
         from shifter.runtime import hooks  # noqa: F401
-
-        proc.prepare_run()
 
 
 def run_in_container(
