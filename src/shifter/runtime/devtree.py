@@ -9,7 +9,8 @@ file; the site's GPU nodes are left out (by name and by device number), and so a
 nodes the user cannot open. Then each node of
 the plan is bound at its place. All binds are nosuid and private; only the node binds
 carry device access (as the host's /dev bind does without GPUs): the tmpfs itself is
-nodev, and nothing here comes from the user.
+nodev, and nothing here comes from the user. Each entry is one plain bind; nosuid is
+then set on all of them by one recursive mount_setattr (binds.restrict_tree).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from __future__ import annotations
 import os
 import stat
 
-from shifter.runtime.binds import bind, make_mount_point
-from shifter.sys.mount import MountFlag, mount
+from shifter.runtime.binds import make_mount_point, restrict_tree
+from shifter.sys.mount import NO_FLAGS, MountFlag, mount
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,22 +37,24 @@ def build_dev(target: str, plan: GpuPlan, acting_as: ActingAs | None = None) -> 
     are worth binding (on the unprivileged path the caller is the user)."""
     entries = _host_entries(plan, acting_as)
     mount("tmpfs", target, "tmpfs", DEV_FLAGS, "mode=755")
+    # Private: the binds made below are private too, without a call each.
     mount(None, target, None, MountFlag.PRIVATE)
-    private = MountFlag.PRIVATE
     for name, kind, source in entries:
         path = os.path.join(target, name)
         if kind == SYMLINK:
             os.symlink(source, path)
-        else:
-            make_mount_point(path, directory=kind == DIRECTORY)
-            bind(source, path, flags=MountFlag.NOSUID, recursive=kind == DIRECTORY,
-                 propagation=private)  # fmt: skip
+            continue
+        make_mount_point(path, directory=kind == DIRECTORY)
+        recursive = MountFlag.REC if kind == DIRECTORY else NO_FLAGS
+        mount(source, path, None, MountFlag.BIND | recursive)
     for host, container_path in plan.nodes:
         path = target + container_path[len(HOST_DEV):]
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
         if not os.path.lexists(path):
             make_mount_point(path, directory=False)
-        bind(host, path, flags=MountFlag.NOSUID, propagation=private)
+        mount(host, path, None, MountFlag.BIND)
+    # nosuid on every bind at once (one mount_setattr), not one remount per entry.
+    restrict_tree(target, MountFlag.NOSUID)
     mount(None, target, None, MountFlag.REMOUNT | DEV_FLAGS | MountFlag.RDONLY)
 
 
