@@ -1,5 +1,5 @@
 """Launch cost of the mpich module and of GPU support (issue 11: at most 2 ms over a launch
-without them), in one hyperfine run.
+without them), the rows measured in turns.
 
     sudo .venv/bin/python -m bench.modules [--runs N] [--user NAME] [--json FILE]
 
@@ -23,19 +23,23 @@ die with it).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pwd
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from bench.launch import BIN, build_image, hyperfine, site_config
+from bench.launch import BIN, build_image, site_config
 from shifter.proc import run
 
 MPICH = "/usr/lib/x86_64-linux-gnu/libmpich.so.12"
 STUB = "int cuInit(unsigned int flags) { (void)flags; return 0; }\n"
-NOTHING = "true"
+WARMUP = 3  # rounds not counted
 
 
 def prepare_mpich(work: Path) -> Path:
@@ -87,41 +91,63 @@ def configs(work: Path, image_dir: Path) -> dict[str, Path]:
     return found
 
 
-def commands(image_id: str, sites: dict[str, Path], user: str) -> dict[str, tuple[str, str]]:
+def commands(image_id: str, sites: dict[str, Path], user: str) -> dict[str, list[str]]:
+    """Each row's argv: `setpriv` to the user, `env -i` with exactly the variables named."""
     account = pwd.getpwnam(user)
-    as_user = (
-        f"setpriv --reuid={account.pw_uid} --regid={account.pw_gid} --init-groups "
-        f"env USER={user} PATH=/usr/bin:/bin"
-    )
+    as_user = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
+               "--init-groups", "env", "-i", f"USER={user}", "PATH=/usr/bin:/bin"]  # fmt: skip
 
-    def launch(site: str, env: str = "") -> str:
-        return (f"{as_user} {env}SHIFTER_CONFIG={sites[site]} {BIN}/shifter "
-                f"--image=id:{image_id} /bin/true")  # fmt: skip
+    def launch(site: str, *env: str) -> list[str]:
+        return [*as_user, *env, f"SHIFTER_CONFIG={sites[site]}", str(BIN / "shifter"),
+                f"--image=id:{image_id}", "/bin/true"]  # fmt: skip
 
     return {
-        "no modules": (launch("none"), NOTHING),
-        "mpich": (launch("mpich"), NOTHING),
-        "mpich + userhook": (launch("mpich-hook"), NOTHING),
-        "gpu configured, off": (launch("gpu"), NOTHING),
-        "gpu, CUDA_VISIBLE_DEVICES=0": (launch("gpu", "CUDA_VISIBLE_DEVICES=0 "), NOTHING),
+        "no modules": launch("none"),
+        "mpich": launch("mpich"),
+        "mpich + userhook": launch("mpich-hook"),
+        "gpu configured, off": launch("gpu"),
+        "gpu, CUDA_VISIBLE_DEVICES=0": launch("gpu", "CUDA_VISIBLE_DEVICES=0"),
     }
 
 
-def table(results: dict[str, dict]) -> str:
-    base = results["no modules"]
+def interleaved(rows: dict[str, list[str]], runs: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall ms, CPU ms) of each run, the rows taking turns run by run: a machine whose load
+    drifts (a shared one) then weighs on every row alike, which hyperfine's one-row-after-
+    another cannot give. CPU: user + system of the child tree (getrusage)."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in rows}
+    for round_number in range(runs + WARMUP):
+        for name, argv in rows.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            wall = (time.perf_counter() - started) * 1000
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if done.returncode != 0:
+                raise SystemExit(f"bench.modules: {name} fails: {done.stderr.decode().strip()}")
+            cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+            if round_number >= WARMUP:
+                samples[name].append((wall, cpu))
+    return samples
+
+
+def table(samples: dict[str, list[tuple[float, float]]]) -> str:
+    def stats(name: str) -> tuple[float, float, float]:
+        walls = [wall for wall, _ in samples[name]]
+        cpus = [cpu for _, cpu in samples[name]]
+        return statistics.median(walls), min(walls), statistics.median(cpus)
+
+    base = stats("no modules")
     lines = [
         f"Load average: {os.getloadavg()[0]:.2f}.",
         "",
-        "| launch | mean (ms) | median (ms) | σ (ms) | min (ms) | CPU (ms) "
-        "| median − no modules (ms) |",
+        "| launch | median (ms) | min (ms) | CPU median (ms) | median − no modules "
+        "| min − no modules | CPU − no modules |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, result in results.items():
-        mean, median, sd, low = (result[key] * 1000 for key in ("mean", "median", "stddev", "min"))
-        cpu = (result["user"] + result["system"]) * 1000
-        extra = median - base["median"] * 1000
-        lines.append(f"| {name} | {mean:.1f} | {median:.1f} | {sd:.1f} | {low:.1f} | {cpu:.1f} "
-                     f"| {extra:+.1f} |")  # fmt: skip
+    for name in samples:
+        median, low, cpu = stats(name)
+        lines.append(f"| {name} | {median:.1f} | {low:.1f} | {cpu:.1f} | {median - base[0]:+.1f} "
+                     f"| {low - base[1]:+.1f} | {cpu - base[2]:+.1f} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -129,7 +155,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--user", default="shifterdemo")
-    parser.add_argument("--json", type=Path, help="also write hyperfine's JSON here")
+    parser.add_argument("--json", type=Path, help="also write every sample (wall, CPU ms) here")
     args = parser.parse_args()
     if os.getuid() != 0:
         print("bench.modules: run as root", file=sys.stderr)
@@ -139,16 +165,11 @@ def main() -> int:
         work.chmod(0o755)
         _, image_id, source, _ = build_image(work)
         sites = configs(work, work / "images")
-        # A launch that fails would only be timed as a failure: check each once first.
-        for row, (command, _) in commands(image_id, sites, args.user).items():
-            done = subprocess.run(command, shell=True, capture_output=True, text=True)
-            if done.returncode != 0:
-                print(f"bench.modules: {row} fails: {done.stderr.strip()}", file=sys.stderr)
-                return 1
-        results = hyperfine(commands(image_id, sites, args.user), args.runs,
-                            args.json or work / "hyperfine.json")  # fmt: skip
-        print(f"Image: {source}.")
-        print(table(results))
+        samples = interleaved(commands(image_id, sites, args.user), args.runs)
+        if args.json:
+            args.json.write_text(json.dumps(samples))
+        print(f"Image: {source}. {args.runs} runs per row, interleaved.")
+        print(table(samples))
     return 0
 
 

@@ -21,12 +21,12 @@ SCRIPT = r"""#!/bin/sh
 other=""
 for dir in /lib64 /usr/lib64 /lib /usr/lib /lib/*-linux-gnu /usr/lib/*-linux-gnu \
            /usr/local/lib /usr/local/lib64 /opt/*/lib /opt/*/lib64; do
-    for lib in "$dir"/libmpi.so.* "$dir"/libmpich.so.*; do
-        [ -e "$lib" ] || continue
+    # One pattern, so each directory is read once (through FUSE, for a squashfs image).
+    for lib in "$dir"/libmpi*.so.*; do
         case "${lib##*/}" in
             libmpi.so.12 | libmpi.so.12.* | libmpich.so.12 | libmpich.so.12.*) exit 0 ;;
+            libmpi.so.* | libmpich.so.*) [ -e "$lib" ] && other="$lib" ;;
         esac
-        other="$lib"
     done
 done
 if [ -n "$other" ]; then
