@@ -7,7 +7,6 @@ the unprivileged path and setupRoot; and the refusals."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.services.gpu_fixtures import GPU_BASE, NODES, PROBE, UUIDS, FakeDriver, build_probe_image
+from tests.services.mpich_fixtures import shared_temp_dir
 from tests.services.runtime_fixtures import Site, assert_refused, output_of
 from tests.services.setuproot_fixtures import SETUP_ROOT, TEST_USER, RootSite, make_root_site
 
@@ -42,12 +42,8 @@ class GpuFiles:
 
 @pytest.fixture(scope="module")
 def gpu_files() -> Iterator[GpuFiles]:
-    base = Path(tempfile.mkdtemp(prefix="shifter-gpu-"))
-    try:
-        base.chmod(0o755)
+    with shared_temp_dir("shifter-gpu-") as base:
         yield GpuFiles(base)
-    finally:
-        shutil.rmtree(base)
 
 
 @pytest.fixture(params=["keys", "cdi"])

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.services.mpich_fixtures import MpiFiles, make_mpi_files
+from tests.services.mpich_fixtures import MpiFiles, make_mpi_files, shared_temp_dir
 from tests.services.runtime_fixtures import (
     SHIFTER,
     TEST_USER,
@@ -34,12 +32,8 @@ RANK_LINE = re.compile(r"rank (\d+) of (\d+) sum (\d+) lib (\S+)")
 
 @pytest.fixture(scope="module")
 def mpi_files() -> Iterator[MpiFiles]:
-    base = Path(tempfile.mkdtemp(prefix="shifter-mpi-"))
-    try:
-        base.chmod(0o755)
+    with shared_temp_dir("shifter-mpi-") as base:
         yield make_mpi_files(base)
-    finally:
-        shutil.rmtree(base)
 
 
 @pytest.fixture

@@ -9,9 +9,13 @@ named in the imagePath by an `id:` .meta. The module is the host's MPICH prepare
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +29,18 @@ DATA = Path(__file__).resolve().parents[1] / "root" / "data"
 PREP = Path(sys.executable).parent / "shifter-prep-libs"
 MPICH = Path("/usr/lib/x86_64-linux-gnu/libmpich.so.12")
 PROGRAM = "/app/hello"
+
+
+@contextlib.contextmanager
+def shared_temp_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory the test users can reach (pytest's tmp_path is 0700 root's),
+    removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        base.chmod(0o755)
+        yield base
+    finally:
+        shutil.rmtree(base)
 
 
 def compile_hello(out: Path) -> Path:
