@@ -176,6 +176,21 @@ def test_a_cdi_spec_naming_a_missing_device(runtime_site: Site, gpu_files: GpuFi
     assert ok.returncode == 0, ok.stderr
 
 
+def test_a_cdi_spec_others_can_write_is_refused(runtime_site: Site, gpu_files: GpuFiles,
+                                                spec_dir: Path) -> None:  # fmt: skip
+    spec = gpu_files.driver.write_cdi(spec_dir / "writable.json")
+    spec.chmod(0o666)
+    config = runtime_site.configure(
+        "siteResources=/opt/shifter/site-resources", f"gpuCdiSpec={spec}",
+        imagePath=gpu_files.image_path,
+    )  # fmt: skip
+    result = runtime_site.run(f"--image=id:{gpu_files.image_id}", "true", cwd=Path("/"),
+                              env={"CUDA_VISIBLE_DEVICES": "0"})  # fmt: skip
+    line = len(config.read_text().splitlines())
+    assert_refused(result, f"{config}:{line}",
+                   "must be owned by root and not writable by group or others")  # fmt: skip
+
+
 def test_a_yaml_cdi_spec_is_refused_at_load(runtime_site: Site, gpu_files: GpuFiles) -> None:
     config = runtime_site.configure("siteResources=/opt/shifter/site-resources",
                                     "gpuCdiSpec=/etc/cdi/nvidia.yaml",

@@ -82,9 +82,18 @@ def load_cdi(config: UdiRootConfig) -> CdiSpec:
     assert path is not None
     try:
         with open(path, encoding="utf-8") as file:
+            info = os.fstat(file.fileno())
             text = file.read()
     except OSError as error:
         raise config.error("gpuCdiSpec", f"cannot read {path}: {error.strerror}") from None
+    # It names the device nodes bound with device access: site configuration, as
+    # udiRoot.conf itself is.
+    if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise config.error(
+            "gpuCdiSpec",
+            f"{path} must be owned by root and not writable by group or others",
+            hint=f"chown root {path}; chmod go-w {path}",
+        )
     return parse_cdi_json(text, path)
 
 
