@@ -1,5 +1,5 @@
 """`setupRoot [-V] [-v VOLUME]... [-s SSH_PUBKEY] [-u USER] [-U UID] [-G GID] [-N NODESPEC]
-[-m MODULES] IMAGE_TYPE IMAGE_ID`: build a job's container at udiMount (as root).
+[-m MODULES] [--gpus LIST] IMAGE_TYPE IMAGE_ID`: build a job's container at udiMount (as root).
 
 The original's command line, parsed with getopt as the original did. Order: udiRoot.conf
 is loaded and checked first, then root is required, then the arguments are read (only
@@ -36,7 +36,7 @@ SHORT = {
 LONG = {"help": ("flag", "help"), "debug": ("flag", "debug"), "gpus": ("required", "gpus")}
 HELP = """\
 Usage: setupRoot [-V] [-v VOLUME]... [-s SSH_PUBKEY] [-u USER] [-U UID] [-G GID]
-                 [-N NODESPEC] [-m MODULES] IMAGE_TYPE IMAGE_ID
+                 [-N NODESPEC] [-m MODULES] [--gpus LIST] IMAGE_TYPE IMAGE_ID
 
 Build the container of a job at udiMount (run as root, by the batch system's prolog).
 The job's user then enters it with `shifter` when it asks for the same image, volumes and
