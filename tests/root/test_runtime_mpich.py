@@ -2,7 +2,8 @@
 host's MPICH prepared with shifter-prep-libs replaces the image's own libmpich, ranks
 started by Debian's mpiexec (hydra) run in separate containers and talk through the
 host's /dev/shm, the userhook refuses an image whose MPI is not MPICH-ABI, and
-`--module=none` gives the image's own library back."""
+`--module=none` gives the image's own library back; ranks also enter a setupRoot container
+built with the module."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.services.runtime_fixtures import (
     assert_refused,
     output_of,
 )
+from tests.services.setuproot_fixtures import SETUP_ROOT, RootSite, make_root_site
 
 pytestmark = pytest.mark.root
 
@@ -127,3 +129,22 @@ def test_the_userhook_lets_an_image_without_mpi_through(
 ) -> None:
     assert output_of(mpi_site.run(f"--image={mpi_files.ref('nompi')}", "echo", "ok",
                                   cwd=Path("/"))) == "ok\n"  # fmt: skip
+
+
+@pytest.fixture
+def root_site(runtime_site: Site) -> Iterator[RootSite]:
+    yield from make_root_site(runtime_site)
+
+
+def test_mpiexec_ranks_enter_the_setuproot_container(root_site: RootSite,
+                                                     mpi_files: MpiFiles) -> None:  # fmt: skip
+    root_site.configure(*mpi_files.module_lines(), imagePath=mpi_files.image_path)
+    argv = [str(SETUP_ROOT), "-u", TEST_USER, "id", mpi_files.ids["hello"]]
+    built = subprocess.run(argv, env=root_site.env(), capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    result = mpiexec(root_site.site, 2, f"--image={mpi_files.ref('hello')}", "hello")
+    assert result.returncode == 0, result.stderr
+    assert ranks(result.stdout) == [(rank, 2, 1, INJECTED) for rank in range(2)]
+    mounts = output_of(root_site.run(f"--image={mpi_files.ref('hello')}", "cat",
+                                     "/proc/self/mountinfo", cwd=Path("/")))  # fmt: skip
+    assert " squashfs " in mounts  # setupRoot's loop mount: entered, not built
