@@ -15,7 +15,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Everything the code, the tests and the demo call: registry, munge, squashfs tools,
-# FUSE, sshd, PostgreSQL, ACL tools, mkfs for ext4/xfs/cramfs.
+# FUSE, sshd, PostgreSQL, ACL tools, mkfs for ext4/xfs/cramfs; MPICH (mpicc, hydra's
+# mpiexec) and patchelf for the MPI modules (shifter-prep-libs), gcc for the GPU tests' stubs.
 packages=(
     python3 python3-venv ca-certificates openssl
     docker-registry munge libmunge2 busybox-static
@@ -24,6 +25,7 @@ packages=(
     postgresql e2fsprogs xfsprogs util-linux-extra
     procps iproute2 kmod
     slurmctld slurmd slurm-client libslurm-dev slurm-wlm-basic-plugins-dev gcc libc6-dev
+    mpich libmpich-dev patchelf
 )
 if [ "${1:-}" = "--bench" ]; then
     packages+=(charliecloud podman debootstrap hyperfine time wrk)

@@ -24,6 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "ocibuild": {"image", "registry"},
     "engine": {"image", "registry", "convert"},
     "munge": set(),
+    "libprep": set(),
     "gwclient": {"image", "munge"},
     "sys": set(),
     "devtools": set(),
@@ -31,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": {"image", "munge", "sys", "gwclient"},
     "wlm": {"runtime", "image", "munge", "sys"},
     "cli": {
-        "image", "registry", "convert", "engine", "ocibuild", "munge", "sys", "devtools",
+        "image", "registry", "convert", "engine", "ocibuild", "munge", "sys", "devtools", "libprep",
         "gateway", "gwclient", "runtime", "wlm",
     },
 }

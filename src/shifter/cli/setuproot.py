@@ -1,5 +1,5 @@
 """`setupRoot [-V] [-v VOLUME]... [-s SSH_PUBKEY] [-u USER] [-U UID] [-G GID] [-N NODESPEC]
-[-m MODULES] IMAGE_TYPE IMAGE_ID`: build a job's container at udiMount (as root).
+[-m MODULES] [--gpus LIST] IMAGE_TYPE IMAGE_ID`: build a job's container at udiMount (as root).
 
 The original's command line, parsed with getopt as the original did. Order: udiRoot.conf
 is loaded and checked first, then root is required, then the arguments are read (only
@@ -33,10 +33,10 @@ SHORT = {
     "N": ("required", "nodespec"),
     "m": ("required", "modules"),
 }
-LONG = {"help": ("flag", "help"), "debug": ("flag", "debug")}
+LONG = {"help": ("flag", "help"), "debug": ("flag", "debug"), "gpus": ("required", "gpus")}
 HELP = """\
 Usage: setupRoot [-V] [-v VOLUME]... [-s SSH_PUBKEY] [-u USER] [-U UID] [-G GID]
-                 [-N NODESPEC] [-m MODULES] IMAGE_TYPE IMAGE_ID
+                 [-N NODESPEC] [-m MODULES] [--gpus LIST] IMAGE_TYPE IMAGE_ID
 
 Build the container of a job at udiMount (run as root, by the batch system's prolog).
 The job's user then enters it with `shifter` when it asks for the same image, volumes and
@@ -48,6 +48,9 @@ modules; unsetupRoot takes it down.
   -v VOLUME      a user volume, SRC:DEST[:ro|:perNodeCache=size=SIZE[,fs=xfs]] (repeatable)
   -m MODULES     site modules, comma-separated, or none (default: the site's)
   -V             print what was built, and udiRoot.conf's warnings on stderr
+      --gpus LIST  the job's GPUs (indices or GPU-<uuid>, comma-separated; the batch
+                 system's plugin passes the job's allocation): their device nodes and
+                 the site's GPU driver files go into the container (docs/gpu.md)
   -s SSH_PUBKEY  sshd in the container: not supported yet (refused)
   -N NODESPEC    the hostsfile, "HOST/COUNT ..." (each HOST COUNT times in /var/hostsfile)
       --debug    show tracebacks of errors
@@ -95,6 +98,7 @@ def _request(args: list[str]) -> tuple[SetupRequest, bool]:
         modules=text("modules"),
         ssh_pubkey=text("ssh_pubkey"),
         nodespec=text("nodespec"),
+        gpus=text("gpus"),
     )
     return request, bool(options.get("verbose"))
 

@@ -84,6 +84,14 @@ class UdiRootConfig(Frozen, kw_only=True, uncompared=("origins",)):
     opt_udi_image: str | None = None
     etc_path: str | None = None
     site_resources: str | None = None
+    # GPU support (gpu.py): host files and device nodes, in GPU index order for devices
+    gpu_libraries: tuple[str, ...] = ()
+    gpu_libraries32: tuple[str, ...] = ()
+    gpu_binaries: tuple[str, ...] = ()
+    gpu_devices: tuple[str, ...] = ()
+    gpu_device_uuids: tuple[str, ...] = ()
+    gpu_control_devices: tuple[str, ...] = ()
+    gpu_cdi_spec: str | None = None
     per_node_cache_path: str | None = None
     # tools, checked when used (tool_path)
     modprobe_path: str = "/sbin/modprobe"

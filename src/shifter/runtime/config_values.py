@@ -107,6 +107,34 @@ def to_path(value: str, origin: Origin, key: str) -> str:
     return "/" + "/".join(parts)
 
 
+def to_paths(value: str, origin: Origin, key: str) -> tuple[str, ...]:
+    """Whitespace-separated absolute paths (the GPU lists)."""
+    return tuple(to_path(word, origin, key) for word in value.split())
+
+
+def to_gpu_uuids(value: str, origin: Origin, key: str) -> tuple[str, ...]:
+    """gpuDeviceUuids: `GPU-<uuid>` words, as nvidia-smi -L prints them."""
+    words = value.split()
+    for word in words:
+        if not word.startswith("GPU-") or len(word) == 4:
+            raise fail(origin, key, f"{word!r} is not a GPU UUID", hint="write GPU-<uuid>")
+    return tuple(words)
+
+
+def to_cdi_spec(value: str, origin: Origin, key: str) -> str:
+    """gpuCdiSpec: a JSON CDI spec. YAML is refused here: reading it would need a YAML
+    library on the `shifter` launch path."""
+    path = to_path(value, origin, key)
+    if not path.endswith(".json"):
+        raise fail(
+            origin,
+            key,
+            f"{path} is not a JSON CDI spec (*.json)",
+            hint="generate one as JSON, e.g. nvidia-ctk cdi generate --format=json",
+        )
+    return path
+
+
 def to_bool(value: str, origin: Origin, key: str) -> bool:
     """0/1/true/false only: the original read `yes` as false (strtol), which bites."""
     word = BOOLEAN_WORDS.get(value.lower())

@@ -46,10 +46,11 @@ def check_hook(path: str, key: str) -> None:
 
 def run_hook(path: str, key: str, cwd: str) -> None:
     """Run one hook to completion in `cwd`; `HookError` with its last lines on failure."""
-    from shifter import proc  # subprocess is heavy: only launches with hooks pay for it
+    from shifter import proc
 
     try:
-        proc.run([SHELL, path], env=HOOK_ENV, cwd=cwd, capture_stdout=False)
+        # Without subprocess: a userhook runs on every launch with its module.
+        proc.run_light([SHELL, path], env=HOOK_ENV, cwd=cwd)
     except ToolError as error:
         raise HookError(
             f"{key} {path} failed"

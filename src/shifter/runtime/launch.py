@@ -33,11 +33,12 @@ import os
 from collections.abc import Mapping, Sequence
 
 from shifter.errors import ShifterError
-from shifter.runtime import privileges, start
+from shifter.runtime import gpu, privileges, start
 from shifter.runtime.command import container_argv, plan_workdir
 from shifter.runtime.config import ModuleConfig, UdiRootConfig
 from shifter.runtime.enter import enter_root, open_matching
 from shifter.runtime.environment import (
+    apply_site_env,
     build_environment,
     host_environment,
     parse_env_option,
@@ -55,6 +56,7 @@ from shifter.runtime.volumes import check_user_volume
 from shifter.runtime.volumespec import VolumeSpec, parse_volume_specs
 
 UNPRIVILEGED_FORMATS = ("squashfs", "VFS", "local")
+GPU_VARIABLE = "CUDA_VISIBLE_DEVICES"  # selects among the site's GPUs (gpu.py)
 
 
 class LaunchRequest:
@@ -158,9 +160,14 @@ def launch(
     start.prepare(userhooks)
     existing = open_matching(config.udi_mount, signature)
     if existing is not None:
+        # setupRoot chose the job's GPUs (its --gpus): the container is used as it is.
+        apply_site_env(env, gpu.env_steps_of_container(config, config.udi_mount))
         steps.done("planned; entering the setupRoot container")
         enter_root(existing)
     else:
+        gpus = gpu.plan_gpus(config, environ.get(GPU_VARIABLE), GPU_VARIABLE)
+        if gpus is not None:
+            apply_site_env(env, gpus.env_steps)
         if image.format not in UNPRIVILEGED_FORMATS:
             raise ShifterError(
                 f"image {image.descriptor} is {image.format}; shifter without root mounts "
@@ -171,7 +178,7 @@ def launch(
         etc_files = plan_etc(config, identity)
         steps.done("planned")
         _enter_private_container(
-            config, image, modules, user_volumes, etc_files, signature, request, steps
+            config, image, modules, user_volumes, etc_files, signature, request, steps, gpus
         )
     steps.done("in the container")
     return start.run_in_container(
@@ -194,6 +201,7 @@ def _enter_private_container(
     signature: str,
     request: LaunchRequest,
     steps: Steps,
+    gpus: gpu.GpuPlan | None,
 ) -> None:
     from shifter.runtime.fuse import SquashfuseServer
     from shifter.sys.mount import MountFlag, mount
@@ -218,6 +226,7 @@ def _enter_private_container(
             etc_files=etc_files,
             signature=signature,
             steps=steps,
+            gpu=gpus,
         )
         build_container(plan)
     finally:

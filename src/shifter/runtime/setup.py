@@ -13,7 +13,7 @@ modules pass the selection rules. Then:
    (bound onto itself), so nothing mounted there propagates to other namespaces;
 2. the image on its node-wide loop device at loopMount (loopdev.py), the tree at udiMount
    (vfs.py in `BuildMode.ROOT`: site filesystems and hooks as root, /etc for the user,
-   modules, the image, the volumes, perNodeCache volumes);
+   modules, the GPUs of `--gpus` (gpu.py), the image, the volumes, perNodeCache volumes);
 3. `var/shifterConfig.json` (the original's signature) and `var/shifterEnter.dat` (the
    enter record), written last: a half-built tree never matches a request.
 
@@ -34,6 +34,7 @@ from shifter.runtime import loopdev
 from shifter.runtime.config import UdiRootConfig
 from shifter.runtime.environment import site_env_steps
 from shifter.runtime.etc import plan_etc
+from shifter.runtime.gpu import plan_gpus
 from shifter.runtime.hostsfile import hostsfile_text, parse_nodespec
 from shifter.runtime.identity import Identity, UserRecord, lookup_user, refuse_root
 from shifter.runtime.imagesource import ImageNotFoundError, check_acl, find_image
@@ -59,6 +60,7 @@ class SetupRequest:
 
     __slots__ = (
         "gid",
+        "gpus",
         "image_id",
         "image_type",
         "modules",
@@ -81,6 +83,7 @@ class SetupRequest:
         modules: str | None = None,
         ssh_pubkey: str | None = None,
         nodespec: str | None = None,
+        gpus: str | None = None,
     ) -> None:
         self.image_type = image_type
         self.image_id = image_id
@@ -91,6 +94,7 @@ class SetupRequest:
         self.modules = modules
         self.ssh_pubkey = ssh_pubkey
         self.nodespec = nodespec
+        self.gpus = gpus  # the job's GPUs (--gpus, CUDA_VISIBLE_DEVICES syntax), gpu.py
 
 
 class SetupResult:
@@ -174,6 +178,7 @@ def setup_root(
     for spec in specs:
         check_user_volume(spec, "-v")
     check_site(config, modules)
+    gpus = plan_gpus(config, request.gpus, "--gpus")
     etc_files = plan_etc(config, identity)
     names = tuple(module.name for module in modules)
     signature = container_signature(image.id, user.name, specs, names)
@@ -193,7 +198,8 @@ def setup_root(
         entry=tuple(meta.entrypoint) if meta and meta.entrypoint is not None else None,
         cmd=tuple(meta.cmd) if meta and meta.cmd is not None else None,
         workdir=meta.workdir if meta else None,
-        site_env=site_env_steps(modules, config),
+        # The GPUs' variables too: the fast enter path (enter.py) reads only the record.
+        site_env=site_env_steps(modules, config) + (gpus.env_steps if gpus else ()),
         userhooks=tuple((m.key("userhook"), m.userhook) for m in modules if m.userhook),
     )
     steps.done("planned")
@@ -223,6 +229,7 @@ def setup_root(
         credentials=(user.uid, user.gid, identity.all_gids),
         enter_record=record.to_bytes(),
         hostsfile=hostsfile,
+        gpu=gpus,
     )
     try:
         _make_private(roots, entries)

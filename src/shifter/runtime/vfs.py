@@ -40,9 +40,10 @@ from collections.abc import Callable, Sequence
 
 from shifter.errors import ShifterError
 from shifter.runtime import volumes
-from shifter.runtime.binds import bind, bind_staged, restrictions
+from shifter.runtime.binds import bind, bind_staged, make_mount_point, restrictions
 from shifter.runtime.config import ModuleConfig, UdiRootConfig
 from shifter.runtime.etc import write_etc
+from shifter.runtime.gpu import GpuPlan
 from shifter.runtime.hooks import check_hook, run_hook
 from shifter.runtime.hostsfile import HOSTSFILE
 from shifter.runtime.imagebind import ImageTree
@@ -96,6 +97,7 @@ class ContainerPlan:
         "credentials",
         "enter_record",
         "etc_files",
+        "gpu",
         "hostsfile",
         "image_mounter",
         "image_path",
@@ -123,6 +125,7 @@ class ContainerPlan:
         credentials: tuple[int, int, tuple[int, ...]] | None = None,
         enter_record: bytes | None = None,
         hostsfile: bytes | None = None,
+        gpu: GpuPlan | None = None,
     ) -> None:
         self.config = config
         self.mode = mode
@@ -137,6 +140,7 @@ class ContainerPlan:
         self.credentials = credentials
         self.enter_record = enter_record
         self.hostsfile = hostsfile  # setupRoot -N: /var/hostsfile's content
+        self.gpu = gpu  # the GPUs' nodes and driver files (gpu.py), None without
 
 
 def check_site(config: UdiRootConfig, modules: Sequence[ModuleConfig]) -> None:
@@ -252,6 +256,13 @@ class _Builder:
                 target = self.path(f"opt/udiImage/modules/{module.name}")
                 os.mkdir(target, 0o755)
                 site_content.add(module.copy_path, target)
+        gpu = self.plan.gpu
+        for host, container_path in gpu.files if gpu is not None else ():
+            # The driver's files, read-only, under siteResources (site configuration).
+            target = self.path(container_path.lstrip("/"))
+            os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+            make_mount_point(target, directory=False)
+            bind(host, target, flags=restrictions(read_only=True), propagation=MountFlag.PRIVATE)
         for module in self.plan.modules:
             if module.roothook:
                 run_hook(module.roothook, module.key("roothook"), self.root)
@@ -296,7 +307,14 @@ class _Builder:
         else:
             mount("proc", self.path("proc"), "proc", proc_flags)
         self.host_bind("/sys", "sys", nosuid_nodev, recursive=self.user_ns)
-        self.host_bind("/dev", "dev", MountFlag.NOSUID, recursive=True)
+        if self.plan.gpu is not None:
+            from shifter.runtime.devtree import build_dev
+
+            credentials = self.plan.credentials
+            acting = ActingAs(*credentials) if credentials and not self.user_ns else None
+            build_dev(self.path("dev"), self.plan.gpu, acting)
+        else:
+            self.host_bind("/dev", "dev", MountFlag.NOSUID, recursive=True)
         self.host_bind("/tmp", "tmp", nosuid_nodev, recursive=self.user_ns)
         if os.access("/var/tmp", os.X_OK):
             self.host_bind("/var/tmp", "var/tmp", nosuid_nodev, recursive=self.user_ns)

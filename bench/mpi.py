@@ -1,0 +1,111 @@
+"""MPI inside the container with the injected library against the same program on the host,
+one node, two ranks (issue 11's ratio: at most 1.05; the multi-node run needs Slurm).
+
+    sudo .venv/bin/python -m bench.mpi [--rounds N] [--user NAME]
+
+`bench/data/mpi_pingpong.c` (compiled with Debian's mpicc) reports the median one-way
+ping-pong latency for 8 B and 1 MiB and the median 1 MiB allreduce. Rows, taking turns
+round by round, all started by Debian's `mpiexec -n 2` (hydra) as `--user`:
+
+- `host`: the program on the host, UCX's defaults;
+- `host, no CMA`: the same with `UCX_POSIX_USE_PROC_LINK=n UCX_TLS=^cma`: what ranks in
+  separate user namespaces are left with (no process_vm_readv between them, docs/mpi.md);
+- `container`: `shifter --image=id:X pingpong` per rank, the image built with
+  `shifter.ocibuild` holding the program and its own libmpich, the host's MPICH injected
+  by the mpich module (prepared with `shifter-prep-libs`; the module's siteEnv sets
+  `UCX_POSIX_USE_PROC_LINK=n`).
+
+Each figure is the median over the rounds of the program's own medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.launch import BIN, site_config
+from tests.services.mpich_fixtures import (
+    build_squashfs_image,
+    image_entries,
+    prepare_module,
+    shared_temp_dir,
+)
+
+SOURCE = Path(__file__).parent / "data" / "mpi_pingpong.c"
+METRICS = ("pingpong_8B", "pingpong_1MiB", "allreduce_1MiB")
+NO_CMA = {"UCX_POSIX_USE_PROC_LINK": "n", "UCX_TLS": "^cma"}
+
+
+def rows(work: Path, user: str) -> dict[str, tuple[list[str], dict[str, str]]]:
+    binary = work / "pingpong"
+    subprocess.run(["mpicc", "-O2", "-o", binary, SOURCE], check=True)
+    binary.chmod(0o755)
+    images = work / "images"
+    images.mkdir(mode=0o755)
+    image_id = build_squashfs_image(
+        image_entries(binary, program="/app/pingpong"), images, work / "layers", "pingpong"
+    )
+    module = prepare_module(work / "mpich-module")
+    config = site_config(work, images, "site")
+    with open(config, "a") as file:
+        file.write(
+            f"module_mpich_copyPath={module}\n"
+            "module_mpich_siteEnvPrepend=LD_LIBRARY_PATH=/opt/udiImage/modules/mpich/lib64\n"
+            "module_mpich_siteEnv=SHIFTER_MODULE_MPICH=1 UCX_POSIX_USE_PROC_LINK=n\n"
+            "defaultModules=mpich\n"
+        )
+    account = pwd.getpwnam(user)
+    as_user = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
+               "--init-groups"]  # fmt: skip
+    env = {"PATH": "/usr/bin:/bin", "USER": user}
+    mpiexec = [*as_user, "mpiexec", "-n", "2"]
+    shifter = [str(BIN / "shifter"), f"--image=id:{image_id}", "pingpong"]
+    return {
+        "host": ([*mpiexec, str(binary)], env),
+        "host, no CMA": ([*mpiexec, str(binary)], {**env, **NO_CMA}),
+        "container": ([*mpiexec, *shifter], {**env, "SHIFTER_CONFIG": str(config)}),
+    }
+
+
+def measure(argv: list[str], env: dict[str, str]) -> dict[str, float]:
+    done = subprocess.run(argv, env=env, cwd="/", capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise SystemExit(f"bench.mpi: {' '.join(argv)} failed: {done.stderr.strip()[-500:]}")
+    values = dict(line.split() for line in done.stdout.splitlines())
+    return {metric: float(values[metric]) for metric in METRICS}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--user", default="shifterdemo")
+    args = parser.parse_args()
+    if os.getuid() != 0:
+        print("bench.mpi: run as root", file=sys.stderr)
+        return 1
+    with shared_temp_dir("shifter-bench-mpi-") as work:
+        found = rows(work, args.user)
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in found}
+        for _ in range(args.rounds):
+            for name, (argv, env) in found.items():
+                results[name].append(measure(argv, env))
+    medians = {name: {m: statistics.median(r[m] for r in runs) for m in METRICS}
+               for name, runs in results.items()}  # fmt: skip
+    print(f"{args.rounds} rounds, load average {os.getloadavg()[0]:.2f}; µs, medians")
+    print("| row | " + " | ".join(METRICS) + " |")
+    print("|---|" + "---|" * len(METRICS))
+    for name, values in medians.items():
+        print(f"| {name} | " + " | ".join(f"{values[m]:.2f}" for m in METRICS) + " |")
+    for base in ("host", "host, no CMA"):
+        ratios = " | ".join(f"{medians['container'][m] / medians[base][m]:.3f}" for m in METRICS)
+        print(f"| container / {base} | {ratios} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
