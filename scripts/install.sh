@@ -16,7 +16,8 @@ fi
 
 # Everything the code, the tests and the demo call: registry, munge, squashfs tools,
 # FUSE, sshd, PostgreSQL, ACL tools, mkfs for ext4/xfs/cramfs; MPICH (mpicc, hydra's
-# mpiexec) and patchelf for the MPI modules (shifter-prep-libs), gcc for the GPU tests' stubs.
+# mpiexec) and patchelf for the MPI modules (shifter-prep-libs), gcc for the GPU tests' stubs;
+# systemd for systemd-analyze, which checks the gateway's units (nothing is started by it).
 packages=(
     python3 python3-venv ca-certificates openssl
     docker-registry munge libmunge2 busybox-static
@@ -26,6 +27,7 @@ packages=(
     procps iproute2 kmod
     slurmctld slurmd slurm-client libslurm-dev slurm-wlm-basic-plugins-dev gcc libc6-dev
     mpich libmpich-dev patchelf
+    systemd
 )
 if [ "${1:-}" = "--bench" ]; then
     packages+=(charliecloud podman debootstrap hyperfine time wrk)
