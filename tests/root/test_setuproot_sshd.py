@@ -1,0 +1,170 @@
+"""setupRoot `-s PUBKEY`: the job's sshd, the udiImage's OpenSSH (libprep/sshbundle.py),
+runs inside the container as the job's user; `ssh` from inside the container lands inside
+it again, with the job's key only; unsetupRoot stops it.
+
+The image is the runtime fixtures' busybox image (a static busybox: the bundle brings its
+own C library and loader). Each test's udiImage is a copy of the installed one whose
+sshd_config listens on a free port, so tests never collide with a real job's 1204.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.services.runtime_fixtures import (
+    OTHER_USER,
+    TEST_USER,
+    Site,
+    gid_of,
+    output_of,
+    uid_of,
+)
+from tests.services.setuproot_fixtures import RootSite, make_root_site
+
+pytestmark = pytest.mark.root
+
+INSTALLED = Path(sys.prefix) / "lib" / "shifter" / "udiImage"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _node_address() -> str:
+    return socket.getaddrinfo(os.uname().nodename, None, socket.AF_INET)[0][4][0]
+
+
+@pytest.fixture
+def keys() -> Iterator[Path]:
+    """The job user's key pair, made as that user, in a directory only it can read."""
+    path = Path(tempfile.mkdtemp(prefix="shifter-sshd-keys-"))
+    os.chown(path, uid_of(TEST_USER), gid_of(TEST_USER))
+    path.chmod(0o755)
+    subprocess.run(["runuser", "-u", TEST_USER, "--", "ssh-keygen", "-q", "-t", "rsa", "-N", "",
+                    "-f", str(path / "id_rsa.key")], check=True)  # fmt: skip
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.fixture
+def sshd_site(runtime_site: Site, keys: Path) -> Iterator[tuple[RootSite, int, Path]]:
+    if not (INSTALLED / "sbin" / "sshd").exists():
+        pytest.fail("the udiImage's OpenSSH is missing: run scripts/install.sh")
+    port = _free_port()
+    udi_image = runtime_site.root / "udiImage"
+    shutil.copytree(INSTALLED, udi_image, symlinks=True)
+    config = udi_image / "etc" / "sshd_config"
+    config.write_text(config.read_text().replace("Port 1204", f"Port {port}"))
+    client = udi_image / "etc" / "ssh_config"
+    client.write_text(client.read_text().replace("Port 1204", f"Port {port}")
+                      .replace("~/.udiRoot/id_rsa.key", "/keys/id_rsa.key"))  # fmt: skip
+    for root_site in make_root_site(runtime_site):
+        root_site.configure(optUdiImage=udi_image, siteFs=f"{keys}:/keys")
+        yield root_site, port, keys
+
+
+def _pubkey(keys: Path) -> str:
+    return (keys / "id_rsa.key.pub").read_text().strip()
+
+
+def _sshd_pids(root_site: RootSite) -> list[int]:
+    udi_mount = str(root_site.site.udi_mount)
+    pids = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and os.readlink(f"/proc/{name}/root") == udi_mount:
+                pids.append(int(name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_ssh_from_the_container_lands_in_the_container(sshd_site: tuple[RootSite, int, Path]
+                                                       ) -> None:  # fmt: skip
+    root_site, port, keys = sshd_site
+    result = root_site.setup("-s", _pubkey(keys))
+    assert result.returncode == 0, result.stderr
+    pids = _sshd_pids(root_site)
+    assert pids, "no sshd runs in the container"
+    for pid in pids:
+        assert os.stat(f"/proc/{pid}").st_uid == uid_of(TEST_USER)  # the user's, never root
+    address = _node_address()
+    image = f"--image={root_site.images.ref('main')}"
+    # BatchMode: a refused key fails instead of asking for a password.
+    remote = "cat /etc/image-only.conf; id -un; ls /proc/self/root/opt/udiImage/sbin"
+    out = output_of(root_site.run(image, "/opt/udiImage/bin/ssh", "-o", "BatchMode=yes",
+                                  address, remote))  # fmt: skip
+    assert out.splitlines() == ["from the image", TEST_USER, "sshd"]
+    # The sshd's own files are the container's, never the user's home.
+    sshd_config = root_site.site.udi_mount / "etc" / "ssh" / "sshd_config"
+    assert f"AllowUsers {TEST_USER}" in sshd_config.read_text()
+    host_key = root_site.site.udi_mount / "etc" / "ssh" / "ssh_host_ed25519_key"
+    assert (host_key.stat().st_uid, host_key.stat().st_mode & 0o777) == (uid_of(TEST_USER), 0o600)
+    root_site.unsetup()
+    assert _sshd_pids(root_site) == []
+    with socket.socket() as probe:
+        assert probe.connect_ex((address, port)) != 0, "the sshd still listens"
+
+
+def test_another_user_cannot_log_in(sshd_site: tuple[RootSite, int, Path]) -> None:
+    root_site, port, keys = sshd_site
+    assert root_site.setup("-s", _pubkey(keys)).returncode == 0
+    other_key = Path(tempfile.mkdtemp(prefix="shifter-sshd-other-"))
+    try:
+        os.chown(other_key, uid_of(OTHER_USER), gid_of(OTHER_USER))
+        subprocess.run(["runuser", "-u", OTHER_USER, "--", "ssh-keygen", "-q", "-t", "rsa",
+                        "-N", "", "-f", str(other_key / "id")], check=True)  # fmt: skip
+        for user, key in ((OTHER_USER, other_key / "id"), (TEST_USER, other_key / "id")):
+            result = subprocess.run(
+                ["runuser", "-u", OTHER_USER, "--", "ssh", "-o", "BatchMode=yes",
+                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                 "-o", "IdentitiesOnly=yes", "-i", str(key), "-p", str(port),
+                 f"{user}@{_node_address()}", "true"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert result.returncode == 255, (user, result.stderr)
+            assert "Permission denied" in result.stderr
+    finally:
+        shutil.rmtree(other_key)
+
+
+def test_a_taken_port_fails_setuproot_and_leaves_nothing(sshd_site: tuple[RootSite, int, Path]
+                                                         ) -> None:  # fmt: skip
+    root_site, port, keys = sshd_site
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind((_node_address(), port))
+        holder.listen()
+        result = root_site.setup("-s", _pubkey(keys))
+    assert result.returncode != 0
+    assert "the job's sshd did not start" in result.stderr
+    assert "Address already in use" in result.stderr or "bind" in result.stderr.lower()
+    assert root_site.mounts() == []
+    assert _sshd_pids(root_site) == []
+
+
+@pytest.mark.parametrize("key", [
+    "ssh-rsa",  # no key material
+    'command="/bin/sh" ssh-rsa AAAAB3NzaC1yc2E test',  # authorized_keys options
+    "ssh-rsa AAAAB3NzaC1yc2E\nssh-rsa AAAAB3NzaC1yc2E",  # two lines
+    "ssh-dss AAAAB3NzaC1kc3M",  # a type sshd no longer accepts
+])  # fmt: skip
+def test_a_bad_public_key_is_refused_before_anything_is_mounted(
+    sshd_site: tuple[RootSite, int, Path], key: str
+) -> None:
+    root_site, _, _ = sshd_site
+    result = root_site.setup("-s", key)
+    assert result.returncode != 0
+    assert "not an OpenSSH public key line" in result.stderr
+    assert root_site.mounts() == []
