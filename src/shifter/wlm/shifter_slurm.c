@@ -226,7 +226,7 @@ static int replayed(void) {
 static int submit(spank_t sp) {
     static char out[4 * VALUE_MAX];
     char *argv[] = {SHIFTER_HOOK, "submit", config, image_given ? "1" : "0", image, volume,
-                    module, ccm ? "1" : "0", NULL};
+                    module, ccm ? "1" : "0", enable_sshd ? "1" : "0", NULL};
     int status = run_hook(argv, NULL, out, sizeof(out), 0);
     if (status != 0) {
         if (status < 0) slurm_error("shifter: cannot run %s: %m", SHIFTER_HOOK);
@@ -282,8 +282,8 @@ static int job_script(spank_t sp, const char *what) {
         slurm_error("shifter: %s: cannot get the job's id or uid", what);
         return 0;
     }
-    static char bufs[10][VALUE_MAX + 64];
-    char *envp[11];
+    static char bufs[12][VALUE_MAX + 64];
+    char *envp[13];
     int n = 0;
     char number[32];
     add_env(envp, &n, bufs[n], sizeof(bufs[0]), "PATH", "/usr/bin:/usr/sbin:/bin:/sbin");
@@ -300,6 +300,10 @@ static int job_script(spank_t sp, const char *what) {
             getenv("SPANK_SHIFTER_VOLUME"));
     add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SPANK_SHIFTER_MODULE",
             getenv("SPANK_SHIFTER_MODULE"));
+    /* The site's choice (plugstack.conf), never the job's; the key is the job's (checked). */
+    add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SHIFTER_ENABLE_SSHD", enable_sshd ? "1" : "0");
+    add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SPANK_SHIFTER_SSH_PUBKEY",
+            getenv("SPANK_SHIFTER_SSH_PUBKEY"));
     envp[n] = NULL;
     static char out[16384];
     char *argv[] = {SHIFTER_HOOK, (char *)what, config, NULL};

@@ -91,12 +91,14 @@ def pin_request(
     *,
     uid: int,
     gids: Sequence[int],
+    sshd: bool = False,
 ) -> dict[str, str]:
     """The job's shifter environment (see the module docstring); `SubmitError` and the
-    parsers' errors say what is wrong."""
+    parsers' errors say what is wrong. `sshd`: the site's enable_sshd (the job's key pair,
+    sshkey.py)."""
     if request.ccm:
         raise SubmitError(
-            "--ccm: CCM mode needs sshd in the container, which this shifter does not start",
+            "--ccm: CCM mode is not supported by this shifter yet",
             hint="submit without --ccm",
         )
     if request.image_given and not request.image.strip():
@@ -115,4 +117,10 @@ def pin_request(
         env["SHIFTER_VOLUME"] = request.volume
     if request.image:
         env.update(_image(request.image.strip(), config, environ, uid, gids))
+        if sshd:
+            import pwd
+
+            from shifter.wlm.sshkey import job_public_key
+
+            env["SHIFTER_SSH_PUBKEY"] = job_public_key(pwd.getpwuid(uid).pw_dir)
     return env
