@@ -102,10 +102,11 @@ def test_ssh_from_the_container_lands_in_the_container(sshd_site: tuple[RootSite
     address = _node_address()
     image = f"--image={root_site.images.ref('main')}"
     # BatchMode: a refused key fails instead of asking for a password.
-    remote = "cat /etc/image-only.conf; id -un; ls /proc/self/root/opt/udiImage/sbin"
+    remote = "cat /etc/image-only.conf; id -un; ls /proc/self/root/opt/udiImage/sbin; echo $PATH"
     out = output_of(root_site.run(image, "/opt/udiImage/bin/ssh", "-o", "BatchMode=yes",
                                   address, remote))  # fmt: skip
-    assert out.splitlines() == ["from the image", TEST_USER, "sshd"]
+    assert out.splitlines() == ["from the image", TEST_USER, "sshd",
+                                "/usr/local/bin:/usr/bin:/bin:/opt/udiImage/bin"]
     # The sshd's own files are the container's, never the user's home.
     sshd_config = root_site.site.udi_mount / "etc" / "ssh" / "sshd_config"
     assert f"AllowUsers {TEST_USER}" in sshd_config.read_text()

@@ -128,6 +128,8 @@ X11Forwarding no
 PrintMotd no
 PrintLastLog no
 LogLevel ERROR
+# Sessions find the udiImage's ssh (an image may have none): ssh onwards from a node.
+SetEnv PATH=/usr/local/bin:/usr/bin:/bin:/opt/udiImage/bin
 """
 
 SSH_CONFIG = """\
