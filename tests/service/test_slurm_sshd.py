@@ -107,3 +107,35 @@ def _wait_running(slurm: Slurm, job_id: str) -> None:
             return
         time.sleep(0.2)
     pytest.fail(f"job {job_id} did not start: {slurm.job_state(job_id)}")
+
+
+def test_a_shared_job_gets_no_sshd_and_says_why(slurm: Slurm) -> None:
+    image = slurm.site.images.ref("main")
+    job_id, _ = slurm.batch("-N", "1", "--oversubscribe", f"--image={image}",
+                            script="#!/bin/sh\ntrue\n")  # fmt: skip
+    assert slurm.wait_job(job_id) == "COMPLETED"
+    assert f"job {job_id} may share its nodes" in slurm.slurmd_log()
+    assert "so no sshd: it needs --exclusive" in slurm.slurmd_log()
+
+
+def test_a_job_key_readable_by_others_fails_the_submission(slurm: Slurm) -> None:
+    image = slurm.site.images.ref("main")
+    slurm.batch("-N", "1", "--exclusive", f"--image={image}", script="#!/bin/sh\ntrue\n")
+    key = Path(pwd.getpwnam(TEST_USER).pw_dir) / ".udiRoot" / "id_rsa.key"
+    key.chmod(0o644)
+    try:
+        result = slurm.run("sbatch", "-N", "1", "--exclusive", f"--image={image}",
+                           str(slurm.script("#!/bin/sh\ntrue\n")))  # fmt: skip
+    finally:
+        key.chmod(0o600)
+    assert result.returncode != 0
+    assert f"{key} is readable by others (mode 0644)" in result.stderr
+    assert "chmod 600" in result.stderr
+
+
+def test_ccm_is_unknown_without_enable_ccm(slurm: Slurm) -> None:
+    image = slurm.site.images.ref("main")
+    result = slurm.run("sbatch", "--ccm", f"--image={image}",
+                       str(slurm.script("#!/bin/sh\ntrue\n")))  # fmt: skip
+    assert result.returncode != 0
+    assert "ccm" in result.stderr
