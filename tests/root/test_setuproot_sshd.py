@@ -2,9 +2,11 @@
 runs inside the container as the job's user; `ssh` from inside the container lands inside
 it again, with the job's key only; unsetupRoot stops it.
 
-The image is the runtime fixtures' busybox image (a static busybox: the bundle brings its
-own C library and loader). Each test's udiImage is a copy of the installed one whose
-sshd_config listens on a free port, so tests never collide with a real job's 1204.
+The images: the runtime fixtures' busybox image (a static busybox: the bundle brings its
+own C library and loader) and a Debian one (the host's Debian dash, coreutils and glibc: a
+C library of the image's own, which the bundle must not mix with its own). Each test's
+udiImage is a copy of the installed one whose sshd_config listens on a free port, so tests
+never collide with a real job's 1204.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ import pytest
 from tests.services.runtime_fixtures import (
     OTHER_USER,
     TEST_USER,
+    RuntimeImages,
     Site,
+    _copy_with_libraries,
     gid_of,
+    image_id,
     output_of,
     uid_of,
 )
@@ -74,6 +79,31 @@ def sshd_site(runtime_site: Site, keys: Path) -> Iterator[tuple[RootSite, int, P
         yield root_site, port, keys
 
 
+@pytest.fixture(scope="module")
+def debian_image(runtime_images: RuntimeImages) -> Iterator[str]:
+    """A squashfs image of Debian programs with their glibc, under an id of its own."""
+    from shifter.image.meta import format_meta
+
+    name = "sshd-debian"
+    tree = Path(tempfile.mkdtemp(prefix="shifter-sshd-debian-"))
+    squashfs = runtime_images.path / f"{image_id(name)}.squashfs"
+    try:
+        for tool in ("/bin/sh", "/bin/cat", "/usr/bin/id", "/bin/ls"):
+            _copy_with_libraries(os.path.realpath(tool), tree, tool)
+        (tree / "etc").mkdir()
+        (tree / "etc" / "image-only.conf").write_text("from the image\n")
+        (tree / "etc" / "debian_version").write_text("12.0\n")
+        subprocess.run(["mksquashfs", str(tree), str(squashfs), "-noappend", "-all-root",
+                        "-no-xattrs", "-quiet", "-no-progress"], check=True)  # fmt: skip
+        squashfs.chmod(0o644)
+        (runtime_images.path / f"{image_id(name)}.meta").write_text(format_meta("squashfs")[0])
+        yield name
+    finally:
+        shutil.rmtree(tree)
+        squashfs.unlink(missing_ok=True)
+        (runtime_images.path / f"{image_id(name)}.meta").unlink(missing_ok=True)
+
+
 def _pubkey(keys: Path) -> str:
     return (keys / "id_rsa.key.pub").read_text().strip()
 
@@ -90,17 +120,20 @@ def _sshd_pids(root_site: RootSite) -> list[int]:
     return pids
 
 
-def test_ssh_from_the_container_lands_in_the_container(sshd_site: tuple[RootSite, int, Path]
-                                                       ) -> None:  # fmt: skip
+@pytest.mark.parametrize("kind", ["busybox", "debian"])
+def test_ssh_from_the_container_lands_in_the_container(
+    sshd_site: tuple[RootSite, int, Path], debian_image: str, kind: str
+) -> None:
     root_site, port, keys = sshd_site
-    result = root_site.setup("-s", _pubkey(keys))
+    name = "main" if kind == "busybox" else debian_image
+    result = root_site.setup("-s", _pubkey(keys), image=name)
     assert result.returncode == 0, result.stderr
     pids = _sshd_pids(root_site)
     assert pids, "no sshd runs in the container"
     for pid in pids:
         assert os.stat(f"/proc/{pid}").st_uid == uid_of(TEST_USER)  # the user's, never root
     address = _node_address()
-    image = f"--image={root_site.images.ref('main')}"
+    image = f"--image={root_site.images.ref(name)}"
     # BatchMode: a refused key fails instead of asking for a password.
     remote = "cat /etc/image-only.conf; id -un; ls /proc/self/root/opt/udiImage/sbin; echo $PATH"
     out = output_of(root_site.run(image, "/opt/udiImage/bin/ssh", "-o", "BatchMode=yes",
