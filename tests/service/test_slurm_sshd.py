@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.services.runtime_fixtures import OTHER_USER, TEST_USER
-from tests.services.slurm_fixtures import Slurm
+from tests.services.slurm_fixtures import MEMORY_CGROUP, Slurm
 
 pytestmark = pytest.mark.service
 
@@ -67,6 +67,26 @@ srun -N 1 -w shn1 shifter sh -c 'for h in $(sort -u /var/hostsfile); do {SSH} $h
     assert _sshd_processes() == []
     for node in slurm.cluster.nodes:
         assert slurm.node_mounts(node) == []
+
+
+def test_the_sshd_lives_in_the_jobs_memory_cgroup_until_the_epilog(slurm: Slurm) -> None:
+    image = slurm.site.images.ref("main")
+    script = f"""#!/bin/sh
+for pid in $(pgrep -u "$(id -u)" -f '{SSHD} -D'); do grep :memory: /proc/$pid/cgroup; done
+"""
+    job_id, out = slurm.batch("-N", "1", "--exclusive", f"--image={image}", script=script)
+    uid = pwd.getpwnam(TEST_USER).pw_uid
+    assert out.splitlines() == [f"{_memory_line(uid, job_id)}"], out
+    assert slurm.wait_job(job_id) == "COMPLETED"
+    slurm.wait_idle()
+    assert not (Path(MEMORY_CGROUP) / "shifter" / f"uid_{uid}" / f"job_{job_id}").exists()
+    assert _sshd_processes() == []
+
+
+def _memory_line(uid: int, job_id: str) -> str:
+    number = next(line.split(":")[0] for line in Path("/proc/self/cgroup").read_text().splitlines()
+                  if ":memory:" in line)  # fmt: skip
+    return f"{number}:memory:/shifter/uid_{uid}/job_{job_id}"
 
 
 def test_another_user_cannot_log_in_to_the_jobs_sshd(slurm: Slurm) -> None:

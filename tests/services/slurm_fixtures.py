@@ -36,6 +36,7 @@ from tests.services.setuproot_fixtures import loops_backed_by
 BIN = Path(sys.executable).parent
 STATE_DIR = Path("/run/shifter-slurm")
 JOB_TIMEOUT_S = 180
+MEMORY_CGROUP = "/sys/fs/cgroup/memory"
 # The filesystem type of /bin in the caller's mount table (no single quotes: it goes
 # inside `sh -c '...'`).
 IMAGE_FS = r'sed -n "s/^[^ ]* [^ ]* [^ ]* [^ ]* \/bin .* - \([^ ]*\) .*/\1/p" /proc/self/mountinfo'
@@ -237,8 +238,9 @@ def slurm(slurm_site: SlurmSite, munged: Any) -> Iterator[Slurm]:
     for tool in ("slurmctld", "slurmd", "sbatch"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} not found: run sudo scripts/install.sh", pytrace=False)
-    # The job's sshd in every exclusive job (test_slurm_sshd.py): on each node's address.
-    plugin = [f"{line} enable_sshd=1"
+    # The job's sshd in every exclusive job (test_slurm_sshd.py): on each node's address,
+    # in the job's memory cgroup (cgroup v1 here).
+    plugin = [f"{line} enable_sshd=1 memory_cgroup={MEMORY_CGROUP}"
               for line in _conf("plugstack", "--shifter-config", str(slurm_site.config))]
     # Submitting with enable_sshd makes the users' ~/.udiRoot key pairs: removed at the end
     # when the session made them.

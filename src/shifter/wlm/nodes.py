@@ -28,6 +28,7 @@ from shifter.runtime.signature import SIGNATURE_FILE
 from shifter.runtime.sshd import check_pubkey
 from shifter.runtime.volumes import check_user_volume
 from shifter.runtime.volumespec import parse_volume_specs
+from shifter.wlm import cgroup
 from shifter.wlm.interface import BatchSystem
 from shifter.wlm.state import JobRecords
 
@@ -118,6 +119,9 @@ def prolog(config: UdiRootConfig, environ: Mapping[str, str], system: BatchSyste
             return (f"job {job_id} may share its nodes: no setupRoot (srun shifter builds its "
                     f"own){', so no sshd: it needs --exclusive' if sshd else ''}")  # fmt: skip
         argv = setup_argv(config, environ, allocation.uid, allocation.nodespec())
+        memory = environ.get("SHIFTER_MEMORY_CGROUP", "")
+        if memory:  # setupRoot, the sshd and its sessions inherit it
+            cgroup.enter(memory, allocation.uid, job_id)
         if _holds_container(config):
             run([_command("unsetupRoot")], env=_root_env(config), timeout=SETUP_TIMEOUT_S)
         started = time.monotonic()
@@ -191,6 +195,9 @@ def epilog(config: UdiRootConfig, environ: Mapping[str, str]) -> str:
         records.clear()
         return f"job {job_id}: no container of it on {node}"
     killed = end_processes(config.udi_mount, uid, job_id)
+    memory = environ.get("SHIFTER_MEMORY_CGROUP", "")
+    if memory and os.path.isdir(memory):
+        killed += cgroup.end(memory, uid, job_id)
     run([_command("unsetupRoot")], env=_root_env(config), timeout=SETUP_TIMEOUT_S)
     records.clear()
     return f"unsetupRoot on {node} for job {job_id} ({killed} processes ended)"

@@ -282,8 +282,8 @@ static int job_script(spank_t sp, const char *what) {
         slurm_error("shifter: %s: cannot get the job's id or uid", what);
         return 0;
     }
-    static char bufs[12][VALUE_MAX + 64];
-    char *envp[13];
+    static char bufs[13][VALUE_MAX + 64];
+    char *envp[14];
     int n = 0;
     char number[32];
     add_env(envp, &n, bufs[n], sizeof(bufs[0]), "PATH", "/usr/bin:/usr/sbin:/bin:/sbin");
@@ -304,6 +304,8 @@ static int job_script(spank_t sp, const char *what) {
     add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SHIFTER_ENABLE_SSHD", enable_sshd ? "1" : "0");
     add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SPANK_SHIFTER_SSH_PUBKEY",
             getenv("SPANK_SHIFTER_SSH_PUBKEY"));
+    if (memory_cgroup[0] != '\0')
+        add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SHIFTER_MEMORY_CGROUP", memory_cgroup);
     envp[n] = NULL;
     static char out[16384];
     char *argv[] = {SHIFTER_HOOK, (char *)what, config, NULL};
