@@ -202,3 +202,18 @@ def test_a_bad_public_key_is_refused_before_anything_is_mounted(
     assert result.returncode != 0
     assert "not an OpenSSH public key line" in result.stderr
     assert root_site.mounts() == []
+
+
+def test_ccm_the_hosts_own_environment_with_the_sshd(sshd_site: tuple[RootSite, int, Path]
+                                                     ) -> None:  # fmt: skip
+    """CCM is `local:/` with the sshd: ssh lands in the host's environment, containerized."""
+    root_site, _, keys = sshd_site
+    root_site.configure(optUdiImage=root_site.site.root / "udiImage", siteFs=f"{keys}:/keys",
+                        allowLocalChroot=1)  # fmt: skip
+    result = root_site.setup("-s", _pubkey(keys), image="/", image_type="local")
+    assert result.returncode == 0, result.stderr
+    marker = root_site.site.root / "udiRoot.conf"  # a host file, seen through local:/
+    image = "--image=local:/"
+    out = output_of(root_site.run(image, "/opt/udiImage/bin/ssh", "-o", "BatchMode=yes",
+                                  _node_address(), f"cat /etc/debian_version; ls {marker}"))
+    assert out.splitlines()[1:] == [str(marker)], out
