@@ -225,6 +225,7 @@ static int replayed(void) {
 
 static int submit(spank_t sp) {
     static char out[4 * VALUE_MAX];
+    char pinned_type[16] = "id";
     char *argv[] = {SHIFTER_HOOK, "submit", config, image_given ? "1" : "0", image, volume,
                     module, ccm ? "1" : "0", enable_sshd ? "1" : "0", NULL};
     int status = run_hook(argv, NULL, out, sizeof(out), 0);
@@ -243,11 +244,14 @@ static int submit(spank_t sp) {
             slurm_error("shifter: cannot set %s for the job", line);
             return -1;
         }
-        /* The option itself becomes the pinned id, so the job's later sruns replay it
-         * (sbatch keeps this; salloc overwrites it afterwards: see replayed()). */
-        if (strcmp(line, "SHIFTER_IMAGE") == 0) {
-            char pinned[VALUE_MAX + 4];
-            snprintf(pinned, sizeof(pinned), "id:%s", eq + 1);
+        if (strcmp(line, "SHIFTER_IMAGETYPE") == 0)
+            snprintf(pinned_type, sizeof(pinned_type), "%s", eq + 1);
+        /* The option itself becomes the pinned image (TYPE:VALUE, the type printed first),
+         * so the job's later sruns replay it (sbatch keeps this; salloc overwrites it
+         * afterwards: see replayed()). Not for --ccm: its sruns replay --ccm itself. */
+        if (strcmp(line, "SHIFTER_IMAGE") == 0 && !ccm) {
+            char pinned[VALUE_MAX + 16];
+            snprintf(pinned, sizeof(pinned), "%s:%s", pinned_type, eq + 1);
             setenv("_SLURM_SPANK_OPTION_shifter_image", pinned, 1);
             setenv("SLURM_SPANK__SLURM_SPANK_OPTION_shifter_image", pinned, 1);
         }
