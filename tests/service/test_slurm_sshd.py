@@ -159,3 +159,34 @@ def test_ccm_is_unknown_without_enable_ccm(slurm: Slurm) -> None:
                        str(slurm.script("#!/bin/sh\ntrue\n")))  # fmt: skip
     assert result.returncode != 0
     assert "unrecognized option '--ccm'" in result.stderr, result.stderr
+
+
+@pytest.fixture
+def ccm_enabled(slurm: Slurm) -> Iterator[None]:
+    """enable_ccm=1 in plugstack.conf and allowLocalChroot=1 in udiRoot.conf for one test
+    (both are read anew by every Slurm command and every prolog); restored afterwards."""
+    plugstack = slurm.cluster.directory / "plugstack.conf"
+    saved = plugstack.read_text(), slurm.site.config.read_text()
+    plugstack.write_text(saved[0].replace("enable_sshd=1", "enable_sshd=1 enable_ccm=1"))
+    slurm.site.config.write_text(saved[1] + "allowLocalChroot=1\n")
+    try:
+        yield
+    finally:
+        plugstack.write_text(saved[0])
+        slurm.site.config.write_text(saved[1])
+
+
+def test_a_ccm_job_sshes_between_its_nodes_in_the_host_environment(
+    slurm: Slurm, ccm_enabled: None
+) -> None:
+    marker = slurm.site.config  # a host file: only the host environment has it
+    script = f"""#!/bin/sh
+ssh -p 1204 -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \\
+    -o LogLevel=ERROR -i "$HOME/.udiRoot/id_rsa.key" shn2 \\
+    '{HOSTNAME}; ls {marker}; ls /opt/udiImage/sbin'
+"""
+    job_id, out = slurm.batch("-N", "2", "--exclusive", "--ccm", script=script)
+    assert out.splitlines() == ["shn2", str(marker), "sshd"], out
+    assert slurm.wait_job(job_id) == "COMPLETED"
+    slurm.wait_idle()
+    assert _sshd_processes() == []
