@@ -217,3 +217,23 @@ def test_ccm_the_hosts_own_environment_with_the_sshd(sshd_site: tuple[RootSite, 
     out = output_of(root_site.run(image, "/opt/udiImage/bin/ssh", "-o", "BatchMode=yes",
                                   _node_address(), f"cat /etc/debian_version; ls {marker}"))
     assert out.splitlines()[1:] == [str(marker)], out
+
+
+def test_the_bundle_loads_only_from_opt_udiimage_and_is_rebuilt_only_when_needed() -> None:
+    from shifter.libprep.sshbundle import build
+
+    target = Path(tempfile.mkdtemp(prefix="shifter-sshd-bundle-"))
+    try:
+        assert build(str(target)) != []
+        for program in ("sbin/sshd", "bin/ssh", "bin/ssh-keygen"):
+            path = str(target / program)
+            interp = subprocess.run(["patchelf", "--print-interpreter", path], check=True,
+                                    capture_output=True, text=True).stdout.strip()  # fmt: skip
+            rpath = subprocess.run(["patchelf", "--print-rpath", path], check=True,
+                                   capture_output=True, text=True).stdout.strip()  # fmt: skip
+            assert (interp, rpath) == ("/opt/udiImage/lib/ld-linux-x86-64.so.2",
+                                       "/opt/udiImage/lib")  # fmt: skip
+        assert (target / "lib" / "libc.so.6").exists()  # the C library travels too
+        assert build(str(target)) == []  # the same host files: nothing redone
+    finally:
+        shutil.rmtree(target)

@@ -34,8 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from shifter.libprep.sshbundle import build
         from shifter.runtime.udiimage import installed_udi_image
 
-        for path in build(args.target or installed_udi_image()):
+        target = args.target or installed_udi_image()
+        written = build(target)
+        for path in written:
             print(f"written: {path}")
+        if not written:
+            print(f"unchanged: {target}")
         return 0
 
     return common.run_command(PROG, run, debug=args.debug)

@@ -26,6 +26,7 @@ from shifter.libprep.prep import host_abi
 
 ROOT = "/opt/udiImage"
 LIB = f"{ROOT}/lib"
+STAMP = ".shifter-bundle-sources"  # in lib: what the bundle was made from
 PROGRAMS = (("/usr/sbin/sshd", "sbin"), ("/usr/bin/ssh", "bin"), ("/usr/bin/ssh-keygen", "bin"))
 
 
@@ -61,9 +62,11 @@ def closure(programs: list[str], resolver: Resolver) -> dict[str, str]:
 
 
 def build(target: str) -> list[str]:
-    """Write the bundle to `target` (the udiImage directory); return what was written.
-    Rebuilt from scratch in a temporary sibling and renamed into place, so a container
-    never sees half a bundle; the `etc` templates next to it are left alone."""
+    """Write the bundle to `target` (the udiImage directory); return what was written
+    (nothing when it was up to date).
+    Nothing is redone when the host's programs and libraries are those it was made from
+    (install.sh reruns); otherwise each part is rebuilt in a temporary sibling and renamed
+    into place, libraries first. The `etc` templates are never overwritten."""
     from shifter import proc
 
     for program, _ in PROGRAMS:
@@ -73,6 +76,11 @@ def build(target: str) -> list[str]:
     libraries = closure([program for program, _ in PROGRAMS], Resolver(host_abi()))
     written: list[str] = []
     os.makedirs(target, mode=0o755, exist_ok=True)
+    stamp = _stamp([program for program, _ in PROGRAMS] + [loader, *libraries.values()])
+    stamp_path = os.path.join(target, "lib", STAMP)
+    if _read(stamp_path) == stamp:  # the same host files: nothing to redo (install reruns)
+        write_templates(target)
+        return []
     for part in ("lib", "sbin", "bin"):
         temp = os.path.join(target, f".{part}.new")
         if os.path.lexists(temp):
@@ -94,6 +102,9 @@ def build(target: str) -> list[str]:
             os.chmod(dest, 0o755)
             proc.run(["patchelf", "--set-interpreter", f"{LIB}/{os.path.basename(loader)}",
                       "--force-rpath", "--set-rpath", LIB, dest])  # fmt: skip
+        if part == "lib":
+            with open(os.path.join(temp, STAMP), "w", encoding="utf-8") as file:
+                file.write(stamp)
         final = os.path.join(target, part)
         old = os.path.join(target, f".{part}.old")
         if os.path.lexists(old):
@@ -106,6 +117,23 @@ def build(target: str) -> list[str]:
         written.append(final)
     written.append(write_templates(target))
     return written
+
+
+def _stamp(paths: list[str]) -> str:
+    """What the bundle was made from: each host file's path, size and modification time."""
+    lines = []
+    for path in paths:
+        info = os.stat(path)
+        lines.append(f"{path} {info.st_size} {info.st_mtime_ns}\n")
+    return "".join(lines)
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except OSError:
+        return None
 
 
 SSHD_CONFIG = """\
