@@ -92,6 +92,10 @@ fi
 # path outside any build directory, which `shifter-slurm-conf plugstack` prints.
 .venv/bin/shifter-slurm-conf build >/dev/null
 
+# The udiImage's OpenSSH for the job's sshd (docs/sshd.md): the host's sshd, ssh and
+# ssh-keygen with their libraries and their own loader, in .venv/lib/shifter/udiImage.
+.venv/bin/shifter-udiimage >/dev/null
+
 # Site directories, as the seed's installation guide lays them out.
 install -d -m 0755 /var/udiMount /var/udiLoopMount /etc/shifter
 

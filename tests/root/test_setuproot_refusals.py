@@ -71,11 +71,6 @@ def test_missing_positional_arguments(root_site: RootSite) -> None:
     assert_refused(result, "must specify image type and image identifier")
 
 
-def test_sshd_is_refused_until_supported(root_site: RootSite) -> None:
-    _refused(root_site, "-s", "ssh-rsa AAAA test", phrases=("sshd in the container (-s)",
-             "comes with a later version"))  # fmt: skip
-
-
 def test_a_bad_hostsfile_spec_is_refused_before_anything_is_mounted(root_site: RootSite) -> None:
     _refused(root_site, "-N", "host1/4 host2", phrases=("'host2' has no '/COUNT'",))
     _refused(root_site, "-N", "host1/0", phrases=("the count must be a number",))

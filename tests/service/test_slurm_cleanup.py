@@ -72,7 +72,8 @@ def test_the_epilog_ends_what_escaped_slurm_in_the_container(slurm: Slurm) -> No
     escape = "(setsid sleep 3172 </dev/null >/dev/null 2>&1 &); sleep 1"
     script = f"#!/bin/sh\nsrun shifter sh -c '{escape}'\n"
     job_id, _ = slurm.batch(image, "-N", "1", "--exclusive", script=script)
-    wait_for(lambda: f"for job {job_id} (1 processes ended)" in slurm.slurmd_log(),
+    # Two: the escaped sleeper and the job's sshd (the cluster runs with enable_sshd=1).
+    wait_for(lambda: f"for job {job_id} (2 processes ended)" in slurm.slurmd_log(),
              timeout=60, what="the epilog")  # fmt: skip
     assert not _sleepers("sleep\x003172\x00")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -29,12 +30,13 @@ import pytest
 
 from shifter.devtools.slurm import SlurmCluster, in_node
 from tests.services.gateway_fixtures import GatewayServer, make_env
-from tests.services.runtime_fixtures import TEST_USER, RuntimeImages
+from tests.services.runtime_fixtures import OTHER_USER, TEST_USER, RuntimeImages
 from tests.services.setuproot_fixtures import loops_backed_by
 
 BIN = Path(sys.executable).parent
 STATE_DIR = Path("/run/shifter-slurm")
 JOB_TIMEOUT_S = 180
+MEMORY_CGROUP = "/sys/fs/cgroup/memory"
 # The filesystem type of /bin in the caller's mount table (no single quotes: it goes
 # inside `sh -c '...'`).
 IMAGE_FS = r'sed -n "s/^[^ ]* [^ ]* [^ ]* [^ ]* \/bin .* - \([^ ]*\) .*/\1/p" /proc/self/mountinfo'
@@ -116,6 +118,8 @@ def slurm_site(
             f"imagePath={runtime_images.path}\nrootfsType=tmpfs\npopulateEtcDynamically=1\n"
             f"mountUdiRootWritable=0\nsystem=testsys\nimageGateway={server.url}\n"
             "gatewayTimeout=30\n"
+            # Home directories in the container, as sites do: the job's ssh key is there.
+            "siteFs=/home:/home\n"
         )
         site.config.chmod(0o644)
         yield site
@@ -234,7 +238,14 @@ def slurm(slurm_site: SlurmSite, munged: Any) -> Iterator[Slurm]:
     for tool in ("slurmctld", "slurmd", "sbatch"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} not found: run sudo scripts/install.sh", pytrace=False)
-    plugin = _conf("plugstack", "--shifter-config", str(slurm_site.config))
+    # The job's sshd in every exclusive job (test_slurm_sshd.py): on each node's address,
+    # in the job's memory cgroup (cgroup v1 here).
+    plugin = [f"{line} enable_sshd=1 memory_cgroup={MEMORY_CGROUP}"
+              for line in _conf("plugstack", "--shifter-config", str(slurm_site.config))]
+    # Submitting with enable_sshd makes the users' ~/.udiRoot key pairs: removed at the end
+    # when the session made them.
+    homes = [Path(pwd.getpwnam(user).pw_dir) / ".udiRoot" for user in (TEST_USER, OTHER_USER)]
+    made = [home for home in homes if not home.exists()]
     directory = Path(tempfile.mkdtemp(prefix="shifter-slurm-"))
     cluster = SlurmCluster(directory, plugstack=plugin, slurm_lines=_conf("slurm"),
                            munge_socket=Path(munged.socket))  # fmt: skip
@@ -254,4 +265,6 @@ def slurm(slurm_site: SlurmSite, munged: Any) -> Iterator[Slurm]:
                 (STATE_DIR / node).rmdir()
         with contextlib.suppress(OSError):
             STATE_DIR.rmdir()
+        for home in made:
+            shutil.rmtree(home, ignore_errors=True)
     assert left == {}, f"jobs left this behind: {left}"

@@ -107,3 +107,35 @@ def _no_account(uid: int) -> bool:
     except KeyError:
         return True
     return False
+
+
+@pytest.mark.parametrize(
+    ("request_args", "sshd", "config_extra", "phrase"),
+    [
+        (("", "", "", True, False), True, "", "does not allow"),  # allowLocalChroot=0
+        (("", "", "", True, False), False, "allowLocalChroot=1\n", "needs the job.s sshd"),
+        (("id:x", "", "", True, True), True, "allowLocalChroot=1\n", "takes no --image"),
+    ],
+)  # fmt: skip
+def test_ccm_needs_local_chroot_the_sshd_and_nothing_else(
+    request_args: tuple[str, str, str, bool, bool], sshd: bool, config_extra: str, phrase: str
+) -> None:
+    from shifter.wlm.interface import JobRequest
+    from shifter.wlm.submit import SubmitError, pin_request
+
+    config = parse_udiroot_config(CONFIG + config_extra, "udiRoot.conf")
+    with pytest.raises(SubmitError, match=phrase):
+        pin_request(JobRequest(*request_args), config, {}, uid=65534, gids=[65534], sshd=sshd)
+
+
+def test_the_prolog_passes_the_checked_public_key_only_with_enable_sshd() -> None:
+    config = parse_udiroot_config(CONFIG, "udiRoot.conf")
+    key = "ssh-rsa AAAAB3NzaC1yc2E job"
+    with_key = _job_env(SPANK_SHIFTER_SSH_PUBKEY=f" {key}\n")
+    assert "-s" not in setup_argv(config, with_key, 65534, "n1/1")
+    argv = setup_argv(config, {**with_key, "SHIFTER_ENABLE_SSHD": "1"}, 65534, "n1/1")
+    assert argv[argv.index("-s") + 1] == key
+    bad = {**_job_env(SPANK_SHIFTER_SSH_PUBKEY="ssh-rsa AAAA\nssh-rsa B"),
+           "SHIFTER_ENABLE_SSHD": "1"}  # fmt: skip
+    with pytest.raises(ShifterError, match="not an OpenSSH public key line"):
+        setup_argv(config, bad, 65534, "n1/1")

@@ -3,8 +3,8 @@
 
 The original's command line, parsed with getopt as the original did. Order: udiRoot.conf
 is loaded and checked first, then root is required, then the arguments are read (only
-`--help` works before all that). `-s` is accepted by the parser and refused with a
-message: sshd comes with a later version. `-N` writes the hostsfile.
+`--help` works before all that). `-s PUBKEY` starts the job's sshd in the container
+(runtime/sshd.py). `-N` writes the hostsfile.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ modules; unsetupRoot takes it down.
       --gpus LIST  the job's GPUs (indices or GPU-<uuid>, comma-separated; the batch
                  system's plugin passes the job's allocation): their device nodes and
                  the site's GPU driver files go into the container (docs/gpu.md)
-  -s SSH_PUBKEY  sshd in the container: not supported yet (refused)
+  -s SSH_PUBKEY  start the job's sshd in the container, as the user, accepting only this key
   -N NODESPEC    the hostsfile, "HOST/COUNT ..." (each HOST COUNT times in /var/hostsfile)
       --debug    show tracebacks of errors
   -h, --help     show this help

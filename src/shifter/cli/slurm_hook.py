@@ -1,8 +1,9 @@
 """`shifter-slurm-hook MODE ...`: what the SPANK plugin (shifter_slurm.so) runs; not for
 people. Every decision of the Slurm integration is made here (shifter.wlm).
 
-  submit CONFIG IMAGE_GIVEN IMAGE VOLUME MODULE CCM   as the user, at sbatch/salloc/srun:
-      check the options, pin the image; print the job's NAME=VALUE lines. Exit 1 with one
+  submit CONFIG IMAGE_GIVEN IMAGE VOLUME MODULE CCM SSHD   as the user, at sbatch/salloc/
+      srun: check the options, pin the image, with SSHD=1 (enable_sshd) make the job's key
+      pair if missing and pass its public key; print the job's NAME=VALUE lines. Exit 1 with one
       sentence and a hint on stderr: the submission fails.
   prolog CONFIG / epilog CONFIG   as root on every node (the plugin gives a fixed
       environment: SLURM_JOB_ID, SLURM_JOB_UID, SLURMD_NODENAME, SLURM_CONF, SPANK_SHIFTER_*).
@@ -26,13 +27,14 @@ def _submit(args: list[str]) -> int:
     from shifter.wlm.interface import JobRequest
     from shifter.wlm.submit import pin_request
 
-    if len(args) != 6:
-        raise ShifterError("submit: expected CONFIG IMAGE_GIVEN IMAGE VOLUME MODULE CCM")
-    config_file, given, image, volume, module, ccm = args
+    if len(args) != 7:
+        raise ShifterError("submit: expected CONFIG IMAGE_GIVEN IMAGE VOLUME MODULE CCM SSHD")
+    config_file, given, image, volume, module, ccm, sshd = args
     request = JobRequest(image, volume, module, ccm == "1", given == "1")
     config = load_udiroot_config(config_file)
     gids = sorted({os.getgid(), *os.getgroups()})
-    env = pin_request(request, config, os.environ, uid=os.getuid(), gids=gids)
+    env = pin_request(request, config, os.environ, uid=os.getuid(), gids=gids,
+                      sshd=sshd == "1")
     for name, value in env.items():
         if "\n" in value:
             raise ShifterError(f"{name}: a line break is not allowed")

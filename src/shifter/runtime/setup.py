@@ -19,9 +19,10 @@ modules pass the selection rules. Then:
 
 A failure at any step tears down whatever was mounted before the error is reported.
 
-The hostsfile (`-N "host/count ..."`, hostsfile.py) is written to `/var/hostsfile`. sshd
-(`-s`) comes with a later version: it is refused, loudly, before anything is done, rather
-than giving a job a container without it.
+The hostsfile (`-N "host/count ..."`, hostsfile.py) is written to `/var/hostsfile`. With
+`-s PUBKEY` the job's sshd (sshd.py) gets its files in the container's /etc/ssh during the
+build and is started, as the user, once the container is complete; if it cannot start,
+the container is torn down and setupRoot fails.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import os
 
 from shifter.errors import ShifterError
 from shifter.image.descriptor import parse_descriptor
-from shifter.runtime import loopdev
+from shifter.runtime import loopdev, sshd
 from shifter.runtime.config import UdiRootConfig
 from shifter.runtime.environment import site_env_steps
 from shifter.runtime.etc import plan_etc
@@ -47,8 +48,6 @@ from shifter.runtime.vfs import BuildMode, ContainerPlan, build_container, check
 from shifter.runtime.volumes import check_user_volume
 from shifter.runtime.volumespec import parse_volume_specs
 from shifter.sys.mount import MountFlag, mount
-
-LATER = "comes with a later version of shifter"
 
 
 class SetupError(ShifterError):
@@ -137,11 +136,6 @@ def job_identity(config: UdiRootConfig, request: SetupRequest) -> Identity:
     return Identity(user, groups)
 
 
-def _refuse_later_features(request: SetupRequest) -> None:
-    if request.ssh_pubkey:
-        raise SetupError(f"sshd in the container (-s) {LATER}", hint="run setupRoot without -s")
-
-
 def _make_private(paths: tuple[str, ...], entries: list[MountEntry]) -> None:
     """Bind each path onto itself, private, when it sits on a shared mount."""
     for path in paths:
@@ -161,7 +155,6 @@ def setup_root(
     """Build the container (see the module docstring); `config_stamp`: udiRoot.conf's
     `signature.file_stamp` taken before it was read."""
     steps = steps or Steps(False)
-    _refuse_later_features(request)
     hostsfile = None
     if request.nodespec is not None:
         hostsfile = hostsfile_text(parse_nodespec(request.nodespec)).encode()
@@ -180,6 +173,9 @@ def setup_root(
     check_site(config, modules)
     gpus = plan_gpus(config, request.gpus, "--gpus")
     etc_files = plan_etc(config, identity)
+    sshd_files: list[tuple[str, bytes, int, int]] = []
+    if request.ssh_pubkey is not None:
+        sshd_files = sshd.plan_files(config, identity, sshd.check_pubkey(request.ssh_pubkey))
     names = tuple(module.name for module in modules)
     signature = container_signature(image.id, user.name, specs, names)
     meta = image.meta
@@ -230,10 +226,14 @@ def setup_root(
         enter_record=record.to_bytes(),
         hostsfile=hostsfile,
         gpu=gpus,
+        sshd_files=sshd_files,
     )
     try:
         _make_private(roots, entries)
         build_container(plan)
+        if sshd_files:
+            sshd.start(config, identity)
+            steps.done("sshd started")
     except BaseException as error:
         try:
             teardown(config)

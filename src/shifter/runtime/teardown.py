@@ -89,7 +89,11 @@ def _bound(device: str) -> bool:
 
 
 def teardown(config: UdiRootConfig) -> TeardownReport:
-    """Detach every mount of the container at udiMount and loopMount."""
+    """Detach every mount of the container at udiMount and loopMount, after killing the
+    processes chrooted there (the job's sshd and its sessions, sshd.py)."""
+    from shifter.runtime.sshd import stop
+
+    stop(config)
     roots = container_roots(config)
     report = TeardownReport()
     for _ in range(ROUNDS):

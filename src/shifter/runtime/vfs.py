@@ -52,6 +52,7 @@ from shifter.runtime.privileges import ActingAs
 from shifter.runtime.signature import ENTER_FILE, SIGNATURE_FILE
 from shifter.runtime.signature import container_signature as container_signature  # (moved)
 from shifter.runtime.trace import Steps
+from shifter.runtime.udiimage import installed_udi_image
 from shifter.runtime.volumespec import VolumeSpec
 from shifter.sys.mount import MountFlag, kept_flags, mount
 
@@ -104,6 +105,7 @@ class ContainerPlan:
         "mode",
         "modules",
         "signature",
+        "sshd_files",
         "steps",
         "user_volumes",
         "wait_for_image",
@@ -126,6 +128,7 @@ class ContainerPlan:
         enter_record: bytes | None = None,
         hostsfile: bytes | None = None,
         gpu: GpuPlan | None = None,
+        sshd_files: Sequence[tuple[str, bytes, int, int]] = (),
     ) -> None:
         self.config = config
         self.mode = mode
@@ -141,6 +144,8 @@ class ContainerPlan:
         self.enter_record = enter_record
         self.hostsfile = hostsfile  # setupRoot -N: /var/hostsfile's content
         self.gpu = gpu  # the GPUs' nodes and driver files (gpu.py), None without
+        # setupRoot -s: the job's sshd's files in /etc/ssh (sshd.py): path, bytes, mode, uid
+        self.sshd_files = tuple(sshd_files)
 
 
 def check_site(config: UdiRootConfig, modules: Sequence[ModuleConfig]) -> None:
@@ -217,6 +222,11 @@ class _Builder:
         if self.plan.hostsfile is not None:
             self.reserve(HOSTSFILE)
             self.fill(HOSTSFILE, self.plan.hostsfile)
+        for relative, content, mode, uid in self.plan.sshd_files:
+            self.reserve(relative)
+            self.fill(relative, content)
+            os.chown(self.path(relative), uid, -1, follow_symlinks=False)
+            os.chmod(self.path(relative), mode, follow_symlinks=False)
         os.rmdir(self.staging)
         self.fill(SIGNATURE_FILE, (self.plan.signature + "\n").encode())
         if self.plan.enter_record is not None:
@@ -249,8 +259,11 @@ class _Builder:
                 self.site_volume(site.spec, str(site.origin))
         write_etc(self.path("etc"), self.plan.etc_files)
         site_content = ImageTree(restrictions(read_only=True), recursive=self.user_ns, skip=())
-        if config.opt_udi_image:
-            site_content.add(config.opt_udi_image, self.path("opt/udiImage"))
+        udi_image = config.opt_udi_image
+        if not udi_image and self.plan.sshd_files:
+            udi_image = installed_udi_image()  # the job's sshd needs one (sshd.py)
+        if udi_image:
+            site_content.add(udi_image, self.path("opt/udiImage"))
         for module in self.plan.modules:
             if module.copy_path:
                 target = self.path(f"opt/udiImage/modules/{module.name}")

@@ -25,8 +25,10 @@ from shifter.proc import run
 from shifter.runtime.config import UdiRootConfig
 from shifter.runtime.modules import select_modules
 from shifter.runtime.signature import SIGNATURE_FILE
+from shifter.runtime.sshd import check_pubkey
 from shifter.runtime.volumes import check_user_volume
 from shifter.runtime.volumespec import parse_volume_specs
+from shifter.wlm import cgroup
 from shifter.wlm.interface import BatchSystem
 from shifter.wlm.state import JobRecords
 
@@ -73,6 +75,14 @@ def setup_argv(
         raise NodeError(f"the job's uid {uid} has no account on this node") from None
     argv = [_command("setupRoot"), "-U", str(uid), "-G", str(user.pw_gid), "-u", user.pw_name]
     argv += ["-N", nodespec]
+    if environ.get("SHIFTER_ENABLE_SSHD") == "1":
+        pubkey = environ.get("SPANK_SHIFTER_SSH_PUBKEY", "")
+        if not pubkey:
+            raise NodeError(
+                "the job carries no ssh public key, and the site starts the job's sshd",
+                hint="submit with the shifter plugin loaded (plugstack.conf)",
+            )
+        argv += ["-s", check_pubkey(pubkey)]  # user input: setupRoot checks it again
     for item in volumes:
         argv += ["-v", item]
     if module:
@@ -105,8 +115,13 @@ def prolog(config: UdiRootConfig, environ: Mapping[str, str], system: BatchSyste
         if str(allocation.uid) != environ.get("SLURM_JOB_UID", str(allocation.uid)):
             raise NodeError(f"job {job_id}: the batch system and the prolog disagree on its uid")
         if allocation.shared:
-            return f"job {job_id} may share its nodes: no setupRoot (srun shifter builds its own)"
+            sshd = environ.get("SHIFTER_ENABLE_SSHD") == "1"
+            return (f"job {job_id} may share its nodes: no setupRoot (srun shifter builds its "
+                    f"own){', so no sshd: it needs --exclusive' if sshd else ''}")  # fmt: skip
         argv = setup_argv(config, environ, allocation.uid, allocation.nodespec())
+        memory = environ.get("SHIFTER_MEMORY_CGROUP", "")
+        if memory:  # setupRoot, the sshd and its sessions inherit it
+            cgroup.enter(memory, allocation.uid, job_id)
         if _holds_container(config):
             run([_command("unsetupRoot")], env=_root_env(config), timeout=SETUP_TIMEOUT_S)
         started = time.monotonic()
@@ -180,6 +195,9 @@ def epilog(config: UdiRootConfig, environ: Mapping[str, str]) -> str:
         records.clear()
         return f"job {job_id}: no container of it on {node}"
     killed = end_processes(config.udi_mount, uid, job_id)
+    memory = environ.get("SHIFTER_MEMORY_CGROUP", "")
+    if memory and os.path.isdir(memory):
+        killed += cgroup.end(memory, uid, job_id)
     run([_command("unsetupRoot")], env=_root_env(config), timeout=SETUP_TIMEOUT_S)
     records.clear()
     return f"unsetupRoot on {node} for job {job_id} ({killed} processes ended)"

@@ -225,8 +225,9 @@ static int replayed(void) {
 
 static int submit(spank_t sp) {
     static char out[4 * VALUE_MAX];
+    char pinned_type[16] = "id";
     char *argv[] = {SHIFTER_HOOK, "submit", config, image_given ? "1" : "0", image, volume,
-                    module, ccm ? "1" : "0", NULL};
+                    module, ccm ? "1" : "0", enable_sshd ? "1" : "0", NULL};
     int status = run_hook(argv, NULL, out, sizeof(out), 0);
     if (status != 0) {
         if (status < 0) slurm_error("shifter: cannot run %s: %m", SHIFTER_HOOK);
@@ -243,11 +244,14 @@ static int submit(spank_t sp) {
             slurm_error("shifter: cannot set %s for the job", line);
             return -1;
         }
-        /* The option itself becomes the pinned id, so the job's later sruns replay it
-         * (sbatch keeps this; salloc overwrites it afterwards: see replayed()). */
-        if (strcmp(line, "SHIFTER_IMAGE") == 0) {
-            char pinned[VALUE_MAX + 4];
-            snprintf(pinned, sizeof(pinned), "id:%s", eq + 1);
+        if (strcmp(line, "SHIFTER_IMAGETYPE") == 0)
+            snprintf(pinned_type, sizeof(pinned_type), "%s", eq + 1);
+        /* The option itself becomes the pinned image (TYPE:VALUE, the type printed first),
+         * so the job's later sruns replay it (sbatch keeps this; salloc overwrites it
+         * afterwards: see replayed()). Not for --ccm: its sruns replay --ccm itself. */
+        if (strcmp(line, "SHIFTER_IMAGE") == 0 && !ccm) {
+            char pinned[VALUE_MAX + 16];
+            snprintf(pinned, sizeof(pinned), "%s:%s", pinned_type, eq + 1);
             setenv("_SLURM_SPANK_OPTION_shifter_image", pinned, 1);
             setenv("SLURM_SPANK__SLURM_SPANK_OPTION_shifter_image", pinned, 1);
         }
@@ -282,8 +286,8 @@ static int job_script(spank_t sp, const char *what) {
         slurm_error("shifter: %s: cannot get the job's id or uid", what);
         return 0;
     }
-    static char bufs[10][VALUE_MAX + 64];
-    char *envp[11];
+    static char bufs[13][VALUE_MAX + 64];
+    char *envp[14];
     int n = 0;
     char number[32];
     add_env(envp, &n, bufs[n], sizeof(bufs[0]), "PATH", "/usr/bin:/usr/sbin:/bin:/sbin");
@@ -300,6 +304,12 @@ static int job_script(spank_t sp, const char *what) {
             getenv("SPANK_SHIFTER_VOLUME"));
     add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SPANK_SHIFTER_MODULE",
             getenv("SPANK_SHIFTER_MODULE"));
+    /* The site's choice (plugstack.conf), never the job's; the key is the job's (checked). */
+    add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SHIFTER_ENABLE_SSHD", enable_sshd ? "1" : "0");
+    add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SPANK_SHIFTER_SSH_PUBKEY",
+            getenv("SPANK_SHIFTER_SSH_PUBKEY"));
+    if (memory_cgroup[0] != '\0')
+        add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SHIFTER_MEMORY_CGROUP", memory_cgroup);
     envp[n] = NULL;
     static char out[16384];
     char *argv[] = {SHIFTER_HOOK, (char *)what, config, NULL};

@@ -84,6 +84,29 @@ def _volumes(text: str) -> None:
             )
 
 
+def _ccm(request: JobRequest, config: UdiRootConfig, uid: int, sshd: bool) -> dict[str, str]:
+    """--ccm (the plugin offers it only with enable_ccm=1, which needs enable_sshd=1): the
+    site's own environment, `local:/`, as the job's container, with the job's sshd."""
+    import pwd
+
+    from shifter.wlm.sshkey import job_public_key
+
+    if request.image or request.volume or request.module:
+        raise SubmitError("--ccm runs the site's own environment: it takes no --image, "
+                          "--volume or --module", hint="submit with --ccm alone")  # fmt: skip
+    if not sshd:
+        raise SubmitError("--ccm needs the job's sshd, which this site does not start",
+                          hint="the site sets enable_sshd=1 with enable_ccm=1")  # fmt: skip
+    if not config.allow_local_chroot:
+        raise SubmitError(
+            "--ccm makes a container of the site's own environment (local:/), which this "
+            "system does not allow",
+            hint="the site sets allowLocalChroot=1 in udiRoot.conf for CCM",
+        )
+    return {"SHIFTER_IMAGETYPE": "local", "SHIFTER_IMAGE": "/",
+            "SHIFTER_SSH_PUBKEY": job_public_key(pwd.getpwuid(uid).pw_dir)}
+
+
 def pin_request(
     request: JobRequest,
     config: UdiRootConfig,
@@ -91,14 +114,13 @@ def pin_request(
     *,
     uid: int,
     gids: Sequence[int],
+    sshd: bool = False,
 ) -> dict[str, str]:
     """The job's shifter environment (see the module docstring); `SubmitError` and the
-    parsers' errors say what is wrong."""
+    parsers' errors say what is wrong. `sshd`: the site's enable_sshd (the job's key pair,
+    sshkey.py)."""
     if request.ccm:
-        raise SubmitError(
-            "--ccm: CCM mode needs sshd in the container, which this shifter does not start",
-            hint="submit without --ccm",
-        )
+        return _ccm(request, config, uid, sshd)
     if request.image_given and not request.image.strip():
         raise SubmitError("--image must not be empty", hint=IMAGE_HINT)
     if request.volume and not request.image:
@@ -115,4 +137,10 @@ def pin_request(
         env["SHIFTER_VOLUME"] = request.volume
     if request.image:
         env.update(_image(request.image.strip(), config, environ, uid, gids))
+        if sshd:
+            import pwd
+
+            from shifter.wlm.sshkey import job_public_key
+
+            env["SHIFTER_SSH_PUBKEY"] = job_public_key(pwd.getpwuid(uid).pw_dir)
     return env
