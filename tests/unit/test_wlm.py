@@ -139,3 +139,14 @@ def test_the_prolog_passes_the_checked_public_key_only_with_enable_sshd() -> Non
            "SHIFTER_ENABLE_SSHD": "1"}  # fmt: skip
     with pytest.raises(ShifterError, match="not an OpenSSH public key line"):
         setup_argv(config, bad, 65534, "n1/1")
+
+
+def test_the_jobs_a_process_belongs_to_are_whole_cgroup_components() -> None:
+    from shifter.wlm.nodes import jobs_in_cgroups
+
+    text = ("12:memory:/sys/fs/cgroup/memory/shifter/uid_1000/job_12\n"
+            "4:freezer:/slurm_shn1/uid_1000/job_12/step_0\n"
+            "1:name=systemd:/\n")
+    assert jobs_in_cgroups(text) == {"job_12"}
+    assert jobs_in_cgroups("4:freezer:/slurm_shn1/uid_1000/job_123/step_batch\n") == {"job_123"}
+    assert jobs_in_cgroups("0::/user.slice\n") == set()

@@ -148,7 +148,16 @@ def _job_cgroup_elsewhere(pid: str, job_id: str) -> bool:
             text = file.read()
     except OSError:
         return False
-    return "/job_" in text and f"/job_{job_id}/" not in text
+    jobs = jobs_in_cgroups(text)
+    return bool(jobs) and f"job_{job_id}" not in jobs
+
+
+def jobs_in_cgroups(text: str) -> set[str]:
+    """The `job_<id>` components of a /proc/PID/cgroup text: a whole component, as in
+    `.../job_12/step_0` under Slurm's hierarchies and `.../job_12` at the end of a path
+    under memory_cgroup's."""
+    return {part for line in text.splitlines()
+            for part in line.rsplit(":", 1)[-1].split("/") if part.startswith("job_")}
 
 
 def container_processes(udi_mount: str, uid: int, job_id: str) -> list[int]:
