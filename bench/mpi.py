@@ -10,6 +10,8 @@ round by round, all started by Debian's `mpiexec -n 2` (hydra) as `--user`:
 - `host`: the program on the host, UCX's defaults;
 - `host, no CMA`: the same with `UCX_POSIX_USE_PROC_LINK=n UCX_TLS=^cma`: what ranks in
   separate user namespaces are left with (no process_vm_readv between them, docs/mpi.md);
+- `host, one user namespace`: both ranks in one new user namespace (`unshare --user
+  --map-current-user mpiexec ...`): what ranks sharing one namespace would get;
 - `container`: `shifter --image=id:X pingpong` per rank, the image built with
   `shifter.ocibuild` holding the program and its own libmpich, the host's MPICH injected
   by the mpich module (prepared with `shifter-prep-libs`; the module's siteEnv sets
@@ -63,11 +65,14 @@ def rows(work: Path, user: str) -> dict[str, tuple[list[str], dict[str, str]]]:
     as_user = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
                "--init-groups"]  # fmt: skip
     env = {"PATH": "/usr/bin:/bin", "USER": user}
-    mpiexec = [*as_user, "mpiexec", "-n", "2"]
+    launcher = ["mpiexec", "-n", "2"]
+    mpiexec = [*as_user, *launcher]
+    one_namespace = ["unshare", "--user", "--map-current-user"]
     shifter = [str(BIN / "shifter"), f"--image=id:{image_id}", "pingpong"]
     return {
         "host": ([*mpiexec, str(binary)], env),
         "host, no CMA": ([*mpiexec, str(binary)], {**env, **NO_CMA}),
+        "host, one user namespace": ([*as_user, *one_namespace, *launcher, str(binary)], env),
         "container": ([*mpiexec, *shifter], {**env, "SHIFTER_CONFIG": str(config)}),
     }
 
