@@ -38,6 +38,7 @@ from shifter.runtime.gpu import plan_gpus
 from shifter.runtime.hostsfile import hostsfile_text, parse_nodespec
 from shifter.runtime.identity import Identity, UserRecord, lookup_user, refuse_root
 from shifter.runtime.imagesource import ImageNotFoundError, check_acl, find_image
+from shifter.runtime.jobns import pin_job_namespace
 from shifter.runtime.modules import select_modules
 from shifter.runtime.mountinfo import MountEntry, mount_containing, read_mountinfo
 from shifter.runtime.signature import EnterRecord, container_signature
@@ -234,6 +235,9 @@ def setup_root(
     try:
         _make_private(roots, entries)
         build_container(plan)
+        # Every rank of the job on this node joins it (jobns.py): MPI's single-copy paths.
+        pin_job_namespace(config.udi_mount, user.uid, user.gid)
+        steps.done("user namespace pinned")
     except BaseException as error:
         try:
             teardown(config)
