@@ -12,12 +12,19 @@ Rows, taking turns round by round, each one `srun` of its own:
 - `host`: `srun --mpi=pmi2 pingpong` (UCX's defaults);
 - `host, no CMA`: the same with `UCX_POSIX_USE_PROC_LINK=n UCX_TLS=^cma`;
 - `private`: `srun --mpi=pmi2 shifter --image=id:X pingpong` in an allocation that may
-  share its nodes: every rank builds its own unprivileged container;
+  share its nodes: every rank builds its own unprivileged container (in its own user
+  namespace, so with UCX's CMA off as in `host, no CMA`);
 - `setupRoot`: `srun --image=id:X --exclusive --mpi=pmi2 shifter pingpong`: the prolog
-  built the container on each node and every rank enters it.
+  built the container on each node and every rank enters it, joining the job's user
+  namespace (shifter.runtime.jobns): UCX's defaults, CMA included.
 
-Layouts: `2x1` (`-N 2 -n 2`, the ping-pong between two nodes) and `1x2` (`-N 1 -n 2`, two
-ranks of one node). Each figure is the median over the rounds of the program's own
+The module holds UCX's CMA transport plugin (`libuct_cma.so.0`, passed to
+shifter-prep-libs like a library) and its siteEnv points `UCX_MODULE_DIR` at it.
+
+Layouts: `2x1` (`-N 2 -n 2`, the ping-pong between two nodes; every row but `host` with
+CMA off: these nodes are one machine, UCX takes them for one host and would use shared
+memory between the two nodes' separate namespaces) and `1x2` (`-N 1 -n 2`, two ranks of
+one node). Each figure is the median over the rounds of the program's own
 medians (µs). Also printed: the user namespace (`/proc/self/ns/user`) of two ranks of one
 node in the setupRoot container: one each, or one shared.
 """
@@ -35,18 +42,13 @@ import tempfile
 from pathlib import Path
 
 from bench.launch import BIN, site_config
-from bench.mpi import METRICS, NO_CMA
+from bench.mpi import METRICS, MODULE_LINES, NO_CMA, UCX_CMA
 from shifter.devtools.slurm import SlurmCluster
 from shifter.wlm import plugin
 from tests.services.mpich_fixtures import build_squashfs_image, image_entries, prepare_module
 
 SOURCE = Path(__file__).parent / "data" / "mpi_pingpong.c"
 LAYOUTS = {"2x1": ("-N", "2", "-n", "2"), "1x2": ("-N", "1", "-n", "2")}
-MODULE_LINES = (
-    "module_mpich_siteEnvPrepend=LD_LIBRARY_PATH=/opt/udiImage/modules/mpich/lib64",
-    "module_mpich_siteEnv=SHIFTER_MODULE_MPICH=1 UCX_POSIX_USE_PROC_LINK=n",
-    "defaultModules=mpich",
-)
 
 
 def build_site(work: Path) -> tuple[Path, Path, str]:
@@ -58,7 +60,7 @@ def build_site(work: Path) -> tuple[Path, Path, str]:
     images.mkdir(mode=0o755)
     entries = image_entries(binary, program="/app/pingpong")
     image_id = build_squashfs_image(entries, images, work / "layers", "pingpong")
-    module = prepare_module(work / "mpich-module")
+    module = prepare_module(work / "mpich-module", UCX_CMA)
     config = site_config(work, images, "site")
     with open(config, "a") as file:
         file.write(f"module_mpich_copyPath={module}\n")
@@ -72,7 +74,8 @@ def rows(binary: Path, image_id: str) -> dict[str, tuple[list[str], dict[str, st
     return {
         "host": ([*srun, "--exclusive", str(binary)], {}),
         "host, no CMA": ([*srun, "--exclusive", str(binary)], NO_CMA),
-        "private": ([*srun, str(BIN / "shifter"), f"--image=id:{image_id}", "pingpong"], {}),
+        # Separate user namespaces: no CMA between ranks of a node (docs/mpi.md).
+        "private": ([*srun, str(BIN / "shifter"), f"--image=id:{image_id}", "pingpong"], NO_CMA),
         "setupRoot": (
             [*srun, f"--image=id:{image_id}", "--exclusive", str(BIN / "shifter"), "pingpong"],
             {},
@@ -135,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for layout, layout_args in LAYOUTS.items():
                 for name, (row, extra) in found.items():
+                    if layout == "2x1" and name != "host":
+                        # Two of these "nodes" are one machine: UCX sees one host and
+                        # would use shared memory between the two nodes' namespaces.
+                        extra = {**extra, **NO_CMA}
                     results[f"{layout} {name}"].append(runner.measure(row, layout_args, extra))
         user_namespaces = namespaces(runner, image_id)
     finally:
