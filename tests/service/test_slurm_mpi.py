@@ -6,7 +6,8 @@ shifter-prep-libs) injected as the site's `mpich` module (docs/mpi.md).
 - `srun -N 3 -n 6 --mpi=pmi2 shifter --image=...` in an allocation that may share its
   nodes: no setupRoot, each rank builds its own unprivileged container;
 - `sbatch --image=... -N 3 --exclusive`: the prolog's setupRoot container, built with the
-  module the job asked for (the default here), entered by every rank;
+  module the job asked for (the default here), entered by every rank; the ranks of a node
+  share the job's user namespace and UCX's CMA (the module carries its plugin);
 - `--module=none`: the image's own libmpich, in both.
 """
 
@@ -19,7 +20,6 @@ from collections.abc import Iterator
 import pytest
 
 from tests.services.mpich_fixtures import (
-    MpiFiles,
     build_squashfs_image,
     compile_hello,
     image_entries,
@@ -33,10 +33,17 @@ IMAGES_OWN = "/lib/x86_64-linux-gnu/libmpich.so.12"
 RANK_LINE = re.compile(r"rank (\d+) of (\d+) sum (\d+) lib (\S+)")
 RANKS = 6
 SUM = sum(range(RANKS))
-# Ranks of one node in separate user namespaces: UCX must not pass its shared-memory
-# segments through /proc/PID/fd (docs/mpi.md); the module's siteEnv says so, a run
-# without the module says it itself.
-NO_PROC_LINK = "UCX_POSIX_USE_PROC_LINK=n"
+# Ranks of one node in separate user namespaces (private containers): UCX must use
+# neither /proc/PID/fd nor CMA between them (docs/mpi.md). Ranks entering the job's
+# setupRoot container share its user namespace and keep UCX's defaults.
+NO_PROC_LINK = "UCX_POSIX_USE_PROC_LINK=n UCX_TLS=^cma"
+UCX_CMA = "/usr/lib/x86_64-linux-gnu/ucx/libuct_cma.so.0"
+MODULE_LINES = (
+    "module_mpich_siteEnvPrepend=LD_LIBRARY_PATH=/opt/udiImage/modules/mpich/lib64",
+    "module_mpich_siteEnv=SHIFTER_MODULE_MPICH=1 UCX_MODULE_DIR=/opt/udiImage/modules/mpich/lib64",
+    "module_mpich_userhook=/opt/udiImage/modules/mpich/bin/init.sh",
+    "defaultModules=mpich",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +56,8 @@ def no_drained_node(slurm: Slurm) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def mpi_slurm(slurm: Slurm) -> Iterator[tuple[Slurm, str]]:
     """The cluster's site with the MPI image in its imagePath and the mpich module (the
-    default) in its udiRoot.conf; both taken out again afterwards. Yields the image."""
+    default, with UCX's CMA plugin, as docs/mpi.md has it) in its udiRoot.conf; both taken
+    out again afterwards. Yields the image."""
     site = slurm.site
     original = site.config.read_text()
     with shared_temp_dir("shifter-slurm-mpi-") as base:
@@ -57,15 +65,14 @@ def mpi_slurm(slurm: Slurm) -> Iterator[tuple[Slurm, str]]:
         work.mkdir()
         entries = image_entries(compile_hello(work))
         image_id = build_squashfs_image(entries, base, work, "slurm-hello")
-        files = MpiFiles(base)
-        prepare_module(files.module)
+        module = prepare_module(base / "module", UCX_CMA)
         copied = [site.images.path / f"{image_id}.{suffix}" for suffix in ("squashfs", "meta")]
         for path in copied:
             shutil.copy(base / path.name, path)
             path.chmod(0o644)
         try:
-            site.config.write_text(original + "".join(f"{line}\n" for line in
-                                                      files.module_lines()))  # fmt: skip
+            lines = (f"module_mpich_copyPath={module}", *MODULE_LINES)
+            site.config.write_text(original + "".join(f"{line}\n" for line in lines))
             yield slurm, f"id:{image_id}"
         finally:
             site.config.write_text(original)
@@ -88,10 +95,15 @@ def test_srun_ranks_in_private_containers_on_three_nodes(mpi_slurm: tuple[Slurm,
     result = slurm.run("sh", "-c", hosts)
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.split()) == sorted(slurm.cluster.nodes * 2)
-    result = slurm.run("srun", "-N", "3", "-n", str(RANKS), "--mpi=pmi2", "shifter",
-                       f"--image={image}", "hello")  # fmt: skip
+    command = (f"export {NO_PROC_LINK}; srun -N 3 -n {RANKS} --mpi=pmi2 shifter "
+               f"--image={image} hello")  # fmt: skip
+    result = slurm.run("sh", "-c", command)
     assert result.returncode == 0, result.stdout + result.stderr
     assert ranks(result.stdout) == expected(INJECTED), result.stdout + result.stderr
+    # Each rank in a user namespace of its own.
+    spaces = slurm.run("srun", "-N", "1", "-n", "2", "shifter", f"--image={image}", "busybox",
+                       "readlink", "/proc/self/ns/user")  # fmt: skip
+    assert len(set(spaces.stdout.split())) == 2, spaces.stdout + spaces.stderr
 
 
 def test_srun_with_module_none_uses_the_images_own_mpich(mpi_slurm: tuple[Slurm, str]) -> None:
@@ -107,18 +119,29 @@ def test_exclusive_batch_job_ranks_enter_the_prolog_container(
     mpi_slurm: tuple[Slurm, str],
 ) -> None:
     slurm, image = mpi_slurm
+    # Two ranks of one node with UCX's defaults: the job's shared user namespace lets
+    # them use /proc/PID/fd and CMA. Across these nodes (one machine: UCX takes them for
+    # one host and would use shared memory between two nodes' namespaces) CMA is off.
     script = f"""#!/bin/sh
-srun -n {RANKS} --mpi=pmi2 shifter hello
+UCX_LOG_LEVEL=info srun -N 1 -n 2 --mpi=pmi2 shifter hello 2>&1 | sed 's/^/one /'
 srun -N 3 shifter sh -c 'echo "fs $(hostname) $({IMAGE_FS})"'
+srun -N 1 -n 2 shifter sh -c 'echo "ns $(busybox readlink /proc/self/ns/user)"'
 export {NO_PROC_LINK}
+srun -n {RANKS} --mpi=pmi2 shifter hello
 srun -n {RANKS} --mpi=pmi2 shifter --module=none hello | sed 's/^/none /'
 """
     job_id, out = slurm.batch(f"--image={image}", "-N", "3", "--exclusive", script=script)
     assert ranks(out) == expected(INJECTED), out
+    one = [line.removeprefix("one ") for line in out.splitlines() if line.startswith("one ")]
+    assert ranks("\n".join(one)) == [(0, 2, 1, INJECTED), (1, 2, 1, INJECTED)], out
+    assert any("cma/memory" in line for line in one), out  # UCX's CMA, from the module
     # The prolog's container (the kernel's squashfs on setupRoot's loop device) on each node.
     assert sorted(line for line in out.splitlines() if line.startswith("fs ")) == [
         f"fs {node} squashfs" for node in slurm.cluster.nodes
     ], out
+    # The ranks of a node share the job's user namespace (runtime/jobns.py).
+    spaces = [line for line in out.splitlines() if line.startswith("ns user:[")]
+    assert len(spaces) == 2 and len(set(spaces)) == 1, out
     own = [line.removeprefix("none ") for line in out.splitlines() if line.startswith("none ")]
     assert ranks("\n".join(own)) == expected(IMAGES_OWN), out
     for node in slurm.cluster.nodes:
