@@ -236,7 +236,13 @@ def setup_root(
         _make_private(roots, entries)
         build_container(plan)
         # Every rank of the job on this node joins it (jobns.py): MPI's single-copy paths.
-        pin_job_namespace(config.udi_mount, user.uid, user.gid)
+        try:
+            pin_job_namespace(config.udi_mount, user.uid, user.gid)
+        except OSError as error:
+            raise SetupError(
+                f"cannot make the job's user namespace for {user.name}: {error}",
+                hint="check that user namespaces are enabled (user.max_user_namespaces)",
+            ) from error
         steps.done("user namespace pinned")
     except BaseException as error:
         try:
