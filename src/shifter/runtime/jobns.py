@@ -67,7 +67,7 @@ def join_pinned(root_fd: int, uid: int, gid: int) -> bool:
     """Join the tree's pinned namespace when it is this user's; False: there is none (or
     not theirs), make one's own. `ShifterError` when joined but the ids are not mapped."""
     import fcntl
-    import struct
+    import sys
 
     from shifter.sys.namespace import Namespace, setns
 
@@ -77,7 +77,8 @@ def join_pinned(root_fd: int, uid: int, gid: int) -> bool:
         return False
     try:
         try:
-            owner = struct.unpack("I", fcntl.ioctl(fd, NS_GET_OWNER_UID, b"\0" * 4))[0]
+            # A uid_t, in the machine's byte order (no `struct` on the enter path).
+            owner = int.from_bytes(fcntl.ioctl(fd, NS_GET_OWNER_UID, b"\0" * 4), sys.byteorder)
         except OSError:
             return False  # not a namespace file (a tree built before this existed)
         if owner != uid:
