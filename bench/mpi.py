@@ -10,10 +10,16 @@ round by round, all started by Debian's `mpiexec -n 2` (hydra) as `--user`:
 - `host`: the program on the host, UCX's defaults;
 - `host, no CMA`: the same with `UCX_POSIX_USE_PROC_LINK=n UCX_TLS=^cma`: what ranks in
   separate user namespaces are left with (no process_vm_readv between them, docs/mpi.md);
+- `host, one user namespace`: both ranks in one new user namespace (`unshare --user
+  --map-current-user mpiexec ...`): what ranks sharing one namespace would get;
 - `container`: `shifter --image=id:X pingpong` per rank, the image built with
   `shifter.ocibuild` holding the program and its own libmpich, the host's MPICH injected
-  by the mpich module (prepared with `shifter-prep-libs`; the module's siteEnv sets
-  `UCX_POSIX_USE_PROC_LINK=n`).
+  by the mpich module (prepared with `shifter-prep-libs`, UCX's CMA plugin included, the
+  siteEnv pointing `UCX_MODULE_DIR` at it); each rank in its own container and user
+  namespace, so with CMA off as in `host, no CMA`;
+- `container, setupRoot`: the same after `setupRoot -u USER id X` (as the Slurm prolog
+  does): the ranks enter that container and join its user namespace (runtime/jobns.py),
+  UCX's defaults.
 
 Each figure is the median over the rounds of the program's own medians.
 """
@@ -39,6 +45,15 @@ from tests.services.mpich_fixtures import (
 SOURCE = Path(__file__).parent / "data" / "mpi_pingpong.c"
 METRICS = ("pingpong_8B", "pingpong_1MiB", "allreduce_1MiB")
 NO_CMA = {"UCX_POSIX_USE_PROC_LINK": "n", "UCX_TLS": "^cma"}
+# UCX's transports are plugins it dlopens from UCX_MODULE_DIR (else next to libucs): the
+# CMA one goes into the module (shifter-prep-libs copies it like a library), UCX is
+# pointed at it.
+UCX_CMA = "/usr/lib/x86_64-linux-gnu/ucx/libuct_cma.so.0"
+MODULE_LINES = (
+    "module_mpich_siteEnvPrepend=LD_LIBRARY_PATH=/opt/udiImage/modules/mpich/lib64",
+    "module_mpich_siteEnv=SHIFTER_MODULE_MPICH=1 UCX_MODULE_DIR=/opt/udiImage/modules/mpich/lib64",
+    "defaultModules=mpich",
+)
 
 
 def rows(work: Path, user: str) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -50,25 +65,32 @@ def rows(work: Path, user: str) -> dict[str, tuple[list[str], dict[str, str]]]:
     image_id = build_squashfs_image(
         image_entries(binary, program="/app/pingpong"), images, work / "layers", "pingpong"
     )
-    module = prepare_module(work / "mpich-module")
-    config = site_config(work, images, "site")
-    with open(config, "a") as file:
-        file.write(
-            f"module_mpich_copyPath={module}\n"
-            "module_mpich_siteEnvPrepend=LD_LIBRARY_PATH=/opt/udiImage/modules/mpich/lib64\n"
-            "module_mpich_siteEnv=SHIFTER_MODULE_MPICH=1 UCX_POSIX_USE_PROC_LINK=n\n"
-            "defaultModules=mpich\n"
-        )
+    module = prepare_module(work / "mpich-module", UCX_CMA)
+    # Two sites: one where every rank builds its own container, one where setupRoot
+    # built it (as the prolog does) and the ranks enter it.
+    config, root_config = site_config(work, images, "site"), site_config(work, images, "root")
+    for path in (config, root_config):
+        with open(path, "a") as file:
+            file.write(f"module_mpich_copyPath={module}\n")
+            file.writelines(f"{line}\n" for line in MODULE_LINES)
+    setup = [str(BIN / "setupRoot"), "-u", user, "id", image_id]
+    subprocess.run(setup, env={"PATH": "/usr/bin:/bin", "SHIFTER_CONFIG": str(root_config)},
+                   check=True)  # fmt: skip
     account = pwd.getpwnam(user)
     as_user = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
                "--init-groups"]  # fmt: skip
     env = {"PATH": "/usr/bin:/bin", "USER": user}
-    mpiexec = [*as_user, "mpiexec", "-n", "2"]
+    launcher = ["mpiexec", "-n", "2"]
+    mpiexec = [*as_user, *launcher]
+    one_namespace = ["unshare", "--user", "--map-current-user"]
     shifter = [str(BIN / "shifter"), f"--image=id:{image_id}", "pingpong"]
     return {
         "host": ([*mpiexec, str(binary)], env),
         "host, no CMA": ([*mpiexec, str(binary)], {**env, **NO_CMA}),
-        "container": ([*mpiexec, *shifter], {**env, "SHIFTER_CONFIG": str(config)}),
+        "host, one user namespace": ([*as_user, *one_namespace, *launcher, str(binary)], env),
+        # Separate user namespaces: CMA off (docs/mpi.md).
+        "container": ([*mpiexec, *shifter], {**env, **NO_CMA, "SHIFTER_CONFIG": str(config)}),
+        "container, setupRoot": ([*mpiexec, *shifter], {**env, "SHIFTER_CONFIG": str(root_config)}),
     }
 
 
@@ -89,11 +111,17 @@ def main() -> int:
         print("bench.mpi: run as root", file=sys.stderr)
         return 1
     with shared_temp_dir("shifter-bench-mpi-") as work:
-        found = rows(work, args.user)
-        results: dict[str, list[dict[str, float]]] = {name: [] for name in found}
-        for _ in range(args.rounds):
-            for name, (argv, env) in found.items():
-                results[name].append(measure(argv, env))
+        try:
+            found = rows(work, args.user)
+            results: dict[str, list[dict[str, float]]] = {name: [] for name in found}
+            for _ in range(args.rounds):
+                for name, (argv, env) in found.items():
+                    results[name].append(measure(argv, env))
+        finally:
+            root_config = work / "root" / "udiRoot.conf"
+            if root_config.exists():
+                subprocess.run([str(BIN / "unsetupRoot")], check=False,
+                               env={"PATH": "/usr/bin:/bin", "SHIFTER_CONFIG": str(root_config)})
     medians = {name: {m: statistics.median(r[m] for r in runs) for m in METRICS}
                for name, runs in results.items()}  # fmt: skip
     print(f"{args.rounds} rounds, load average {os.getloadavg()[0]:.2f}; µs, medians")
@@ -101,9 +129,10 @@ def main() -> int:
     print("|---|" + "---|" * len(METRICS))
     for name, values in medians.items():
         print(f"| {name} | " + " | ".join(f"{values[m]:.2f}" for m in METRICS) + " |")
-    for base in ("host", "host, no CMA"):
-        ratios = " | ".join(f"{medians['container'][m] / medians[base][m]:.3f}" for m in METRICS)
-        print(f"| container / {base} | {ratios} |")
+    for row, base in (("container", "host"), ("container", "host, no CMA"),
+                      ("container, setupRoot", "host")):  # fmt: skip
+        ratios = " | ".join(f"{medians[row][m] / medians[base][m]:.3f}" for m in METRICS)
+        print(f"| {row} / {base} | {ratios} |")
     return 0
 
 

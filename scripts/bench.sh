@@ -11,6 +11,10 @@
 #   scripts/bench.sh gateway [ARGS]     image gateway lookups/s and pull latency with munge
 #                                       credentials, SQLite and PostgreSQL, 1 and 2 server
 #                                       processes (bench/gateway.py): about 6 minutes
+#   scripts/bench.sh mpi [ARGS]         MPI ping-pong/allreduce, container vs host, one node
+#                                       (bench/mpi.py, --user NAME): under a minute
+#   scripts/bench.sh mpi_nodes [ARGS]   the same across a private Slurm's nodes
+#                                       (bench/mpi_nodes.py): about a minute
 #
 # Results go to stdout as Markdown tables; docs/performance.md records them.
 set -euo pipefail
@@ -20,11 +24,11 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "bench.sh: run as root (it installs Debian packages, runs debootstrap, mounts)" >&2
     exit 1
 fi
-benchmarks=(convert launch lookup gateway slurm)  # convert first: it caches the Debian tree launch uses
+benchmarks=(convert launch lookup gateway slurm mpi mpi_nodes)  # convert first: it caches the Debian tree launch uses
 if [ "$#" -gt 0 ]; then
     case "$1" in
-        convert|launch|lookup|gateway|slurm) benchmarks=("$1"); shift ;;
-        *) echo "bench.sh: unknown benchmark '$1' (convert, launch, lookup, gateway or slurm)" >&2
+        convert|launch|lookup|gateway|slurm|mpi|mpi_nodes) benchmarks=("$1"); shift ;;
+        *) echo "bench.sh: unknown benchmark '$1' (convert, launch, lookup, gateway, slurm, mpi or mpi_nodes)" >&2
            exit 2 ;;
     esac
 fi

@@ -38,6 +38,7 @@ class GpuFiles:
         self.image_path.mkdir(mode=0o755)
         self.image_id = build_probe_image(self.image_path, base / "work")
         self.cdi = self.driver.write_cdi(base / "nvidia.json")
+        self.cdi_yaml = self.driver.write_cdi(base / "nvidia.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +47,13 @@ def gpu_files() -> Iterator[GpuFiles]:
         yield GpuFiles(base)
 
 
-@pytest.fixture(params=["keys", "cdi"])
+@pytest.fixture(params=["keys", "cdi", "cdi-yaml"])
 def gpu_site(request: pytest.FixtureRequest, runtime_site: Site, gpu_files: GpuFiles) -> Site:
     if request.param == "keys":
         lines = gpu_files.driver.keys()
     else:
-        lines = ("siteResources=/opt/shifter/site-resources", f"gpuCdiSpec={gpu_files.cdi}")
+        spec = gpu_files.cdi if request.param == "cdi" else gpu_files.cdi_yaml
+        lines = ("siteResources=/opt/shifter/site-resources", f"gpuCdiSpec={spec}")
     runtime_site.configure(*lines, imagePath=gpu_files.image_path)
     return runtime_site
 
@@ -191,13 +193,19 @@ def test_a_cdi_spec_others_can_write_is_refused(runtime_site: Site, gpu_files: G
                    "must be owned by root and not writable by group or others")  # fmt: skip
 
 
-def test_a_yaml_cdi_spec_is_refused_at_load(runtime_site: Site, gpu_files: GpuFiles) -> None:
-    config = runtime_site.configure("siteResources=/opt/shifter/site-resources",
-                                    "gpuCdiSpec=/etc/cdi/nvidia.yaml",
-                                    imagePath=gpu_files.image_path)  # fmt: skip
-    result = runtime_site.run(f"--image=id:{gpu_files.image_id}", "true", cwd=Path("/"))
-    line = len(config.read_text().splitlines())
-    assert_refused(result, f"{config}:{line}", "is not a JSON CDI spec")
+def test_a_yaml_cdi_spec_beyond_the_subset_names_its_line(
+    runtime_site: Site, gpu_files: GpuFiles, spec_dir: Path
+) -> None:
+    spec = gpu_files.driver.write_cdi(spec_dir / "anchors.yaml")
+    text = spec.read_text().replace("kind: nvidia.com/gpu", "kind: &k nvidia.com/gpu")
+    spec.write_text(text)
+    line = text.splitlines().index("kind: &k nvidia.com/gpu") + 1
+    runtime_site.configure("siteResources=/opt/shifter/site-resources", f"gpuCdiSpec={spec}",
+                           imagePath=gpu_files.image_path)  # fmt: skip
+    result = runtime_site.run(f"--image=id:{gpu_files.image_id}", "true", cwd=Path("/"),
+                              env={"CUDA_VISIBLE_DEVICES": "0"})  # fmt: skip
+    assert_refused(result, f"{spec}:{line}", "uses YAML beyond what CDI specs need",
+                   "--format=json")  # fmt: skip
 
 
 @pytest.fixture
@@ -210,11 +218,12 @@ def setup_root(root: RootSite, files: GpuFiles, *options: str) -> subprocess.Com
     return subprocess.run(argv, env=root.env(), capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("kind", ["keys", "cdi"])
+@pytest.mark.parametrize("kind", ["keys", "cdi", "cdi-yaml"])
 def test_setuproot_gives_the_jobs_gpus(root_site: RootSite, gpu_files: GpuFiles, kind: str
                                        ) -> None:  # fmt: skip
+    spec = gpu_files.cdi if kind == "cdi" else gpu_files.cdi_yaml
     lines = gpu_files.driver.keys() if kind == "keys" else (
-        "siteResources=/opt/shifter/site-resources", f"gpuCdiSpec={gpu_files.cdi}")
+        "siteResources=/opt/shifter/site-resources", f"gpuCdiSpec={spec}")
     root_site.configure(*lines, imagePath=gpu_files.image_path)
     result = setup_root(root_site, gpu_files, "--gpus", UUIDS[1])
     assert result.returncode == 0, result.stderr

@@ -48,7 +48,7 @@ def test_jobs_in_a_row_leave_nothing_mounted_or_attached(slurm: Slurm) -> None:
     states = {job: slurm.wait_job(job, timeout=600) for job in jobs}
     assert set(states.values()) == {"COMPLETED"}, states
     log = slurm.slurmd_log()
-    assert all(f"unsetupRoot on shn3 for job {job}" in log for job in jobs)
+    assert all(f"unsetupRoot on {slurm.cluster.nodes[2]} for job {job}" in log for job in jobs)
 
 
 def test_a_job_cancelled_mid_run_is_cleaned_up(slurm: Slurm) -> None:
@@ -95,7 +95,8 @@ def test_a_failed_setuproot_fails_the_job_with_the_reason_and_drains_no_node(
     slurm.run("scontrol", "release", job_id)
     assert slurm.wait_job(job_id) == "FAILED"
     output = slurm.output(job_id)
-    assert "the container could not be prepared on shn1: setupRoot failed" in output
+    first = slurm.cluster.nodes[0]
+    assert f"the container could not be prepared on {first}: setupRoot failed" in output
     assert "batch started" not in output
 
 
@@ -103,13 +104,14 @@ def test_a_container_left_by_an_earlier_job_is_replaced(slurm: Slurm) -> None:
     # As if an earlier job's epilog never ran (a crashed slurmd): another user's container.
     setup = ["env", f"SHIFTER_CONFIG={slurm.site.config}", str(BIN / "setupRoot"),
              "-u", OTHER_USER, "id", slurm.site.images.id("plain")]  # fmt: skip
-    stale = subprocess.run(in_node(slurm.cluster, "shn1", setup), capture_output=True,
+    first = slurm.cluster.nodes[0]
+    stale = subprocess.run(in_node(slurm.cluster, first, setup), capture_output=True,
                            text=True, timeout=120)  # fmt: skip
     assert stale.returncode == 0, stale.stderr
     image = slurm.site.images.ref("main")
     script = f"#!/bin/sh\nsrun shifter sh -c 'echo $({IMAGE_FS}); cat /var/shifterConfig.json'\n"
-    job_id, out = slurm.batch(f"--image={image}", "-w", "shn1", "--exclusive", script=script)
+    job_id, out = slurm.batch(f"--image={image}", "-w", first, "--exclusive", script=script)
     # The job's own container, entered (the kernel's squashfs), not a private one.
     assert out.startswith("squashfs\n"), out
     assert f'"identifier":"{slurm.site.images.id("main")}","user":"{TEST_USER}"' in out
-    assert f"setupRoot on shn1 for job {job_id}" in slurm.slurmd_log()
+    assert f"setupRoot on {first} for job {job_id}" in slurm.slurmd_log()

@@ -69,12 +69,12 @@ srun -N 1 shifter sh -c 'echo "spank $({IMAGE_FS}) {volumes_text}"'
     job_id, out = slurm.batch(f"--image={image}", *volumes, "-N", "3", "--exclusive",
                               script=script)  # fmt: skip
     assert _lines(out, "host ") == [
-        f"host {node} squashfs volume content volume content" for node in ("shn1", "shn2", "shn3")
+        f"host {node} squashfs volume content volume content" for node in slurm.cluster.nodes
     ], out
     # Another image in a step: a private container of the user's (squashfuse).
     assert _lines(out, "other ") == ["other fuse.squashfuse"]
     # CPUs (2 per node) / nodes: each node twice, in order.
-    assert _lines(out, "hosts ") == ["hosts shn1 shn1 shn2 shn2 shn3 shn3 "]
+    assert _lines(out, "hosts ") == ["hosts " + "".join(f"{n} {n} " for n in slurm.cluster.nodes)]
     assert _lines(out, "task ") == [f"task {image}"]
     # Without SHIFTER_*, the tasks' SLURM_SPANK_SHIFTER_* name the job's container.
     assert _lines(out, "spank ") == ["spank squashfs volume content volume content"]
@@ -118,7 +118,7 @@ def test_salloc_then_several_sruns_use_the_pinned_image_without_the_gateway(
     result = slurm.run("salloc", f"--image=docker:{repo}:v1", "-N", "3", "--exclusive",
                        "sh", "-c", inner)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert _lines(result.stdout, "step1") == ["step1 shn1", "step1 shn2", "step1 shn3"]
+    assert _lines(result.stdout, "step1") == [f"step1 {node}" for node in slurm.cluster.nodes]
     assert _lines(result.stdout, "step2") == ["step2 busybox"] * 2
 
 
@@ -152,4 +152,6 @@ def test_srun_with_its_own_allocation_gets_the_prolog_container(slurm: Slurm) ->
     result = slurm.run("srun", f"--image={image}", "-N", "2", "--exclusive",
                        "shifter", "sh", "-c", task)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert _lines(result.stdout, "step ") == ["step shn1 squashfs id", "step shn2 squashfs id"]
+    assert _lines(result.stdout, "step ") == [
+        f"step {node} squashfs id" for node in slurm.cluster.nodes[:2]
+    ]

@@ -92,9 +92,41 @@ class FakeDriver:
         }
 
     def write_cdi(self, path: Path, spec: object | None = None) -> Path:
-        path.write_text(json.dumps(self.cdi_spec() if spec is None else spec))
+        document = self.cdi_spec() if spec is None else spec
+        if path.suffix == ".yaml":
+            path.write_text("---\n# as nvidia-ctk writes it\n" + "".join(
+                f"{line}\n" for line in block_yaml(document)))  # fmt: skip
+        else:
+            path.write_text(json.dumps(document))
         path.chmod(0o644)
         return path
+
+
+def block_yaml(value: object, indent: int = 0) -> list[str]:
+    """`value` in the block style CDI generators write: sequences at their key's indentation,
+    digit-only strings quoted, other strings plain."""
+    pad = " " * indent
+
+    def scalar(text: object) -> str:
+        return f'"{text}"' if str(text).isdigit() else str(text)
+
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict | list) and item:
+                lines.append(f"{pad}{key}:")
+                lines += block_yaml(item, indent if isinstance(item, list) else indent + 2)
+            else:
+                lines.append(f"{pad}{key}: {scalar(item) if item or item == 0 else '[]'}")
+    else:
+        assert isinstance(value, list)
+        for item in value:
+            if isinstance(item, dict):
+                inner = block_yaml(item, indent + 2)
+                lines += [f"{pad}- {inner[0].lstrip()}", *inner[1:]]
+            else:
+                lines.append(f"{pad}- {scalar(item)}")
+    return lines
 
 
 def build_probe_image(image_path: Path, work: Path) -> str:

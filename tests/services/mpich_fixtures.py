@@ -92,10 +92,11 @@ def build_squashfs_image(entries: list[Entry], image_path: Path, work: Path, tag
     return image_id
 
 
-def prepare_module(target: Path) -> Path:
-    """The host's MPICH as the `mpich` module tree, with the ABI userhook."""
-    subprocess.run([str(PREP), "--module", "mpich", "--mpich-abi-hook", str(target), str(MPICH)],
-                   check=True, capture_output=True)  # fmt: skip
+def prepare_module(target: Path, *plugins: str) -> Path:
+    """The host's MPICH as the `mpich` module tree, with the ABI userhook (and `plugins`,
+    libraries nothing links to, such as UCX's transports, copied the same way)."""
+    subprocess.run([str(PREP), "--module", "mpich", "--mpich-abi-hook", str(target), str(MPICH),
+                    *plugins], check=True, capture_output=True)  # fmt: skip
     for path in (target, *target.rglob("*")):
         if not path.is_symlink():
             path.chmod(0o755)

@@ -96,7 +96,7 @@ def test_gpu_keys_load() -> None:
 
 
 @pytest.mark.parametrize(("line", "message"), [
-    ("gpuCdiSpec=/etc/cdi/nvidia.yaml", "is not a JSON CDI spec"),
+    ("gpuCdiSpec=/etc/cdi/nvidia.toml", "is not a CDI spec"),
     ("gpuDeviceUuids=1234", "'1234' is not a GPU UUID"),
     ("gpuDevices=dev/nvidia0", "must be an absolute path"),
 ])  # fmt: skip

@@ -45,21 +45,32 @@ class _Daemon(ServiceProcess):
         return self._process is not None and self._process.poll() is None
 
 
+def run_names() -> tuple[str, str]:
+    """A node name prefix and a loopback address base of this process's own: two clusters
+    on one machine (two engineers' tests) must not share node names (the /etc/hosts lines
+    one removes at its end, the per-node records in /run/shifter-slurm) or addresses."""
+    pid = os.getpid()
+    return f"sh{pid}n", f"127.{100 + (pid >> 8) % 150}.{pid % 256}."
+
+
 class SlurmCluster:
-    """`nodes` slurmd named `{prefix}1`.. on 127.0.X.1.. (`address_base` = "127.0.X.")."""
+    """`nodes` slurmd named `{prefix}1`.. on `{address_base}1`..; both default to names of
+    this process's own (`run_names`)."""
 
     def __init__(
         self,
         directory: Path,
         *,
         nodes: int = 3,
-        prefix: str = "shn",
-        address_base: str = "127.0.91.",
+        prefix: str | None = None,
+        address_base: str | None = None,
         plugstack: Sequence[str] = (),
         slurm_lines: Sequence[str] = (),
         munge_socket: Path | None = None,
     ) -> None:
         self.directory = Path(directory)
+        own_prefix, own_base = run_names()
+        prefix, address_base = prefix or own_prefix, address_base or own_base
         self.nodes = [f"{prefix}{i}" for i in range(1, nodes + 1)]
         self.addresses = {node: f"{address_base}{i}" for i, node in enumerate(self.nodes, 1)}
         self.plugstack = list(plugstack)

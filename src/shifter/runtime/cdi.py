@@ -3,9 +3,10 @@ interface, the JSON NVIDIA's `nvidia-ctk cdi generate --format=json`, AMD's and 
 tools write) that a GPU launch uses: the named devices' device nodes, and the spec-wide
 device nodes, mounts and environment.
 
-A pure parser: text in, a `CdiSpec` or a `ParseError` naming the file out. Only JSON: a
-YAML parser would weigh on every `shifter` launch (udiRoot.conf's gpuCdiSpec refuses a
-.yaml). Hooks (NVIDIA's ldcache update, symlink creation) are not run: shifter's own
+A pure parser: text in, a `CdiSpec` or a `ParseError` naming the file out. JSON with
+Python's `json`; YAML (`.yaml`, `.yml`) with the project's own reader of the subset CDI
+generators write (cdiyaml.py), imported only for such a spec: no YAML library on the
+`shifter` launch path. Hooks (NVIDIA's ldcache update, symlink creation) are not run: shifter's own
 LD_LIBRARY_PATH takes their place; a spec's hooks are listed in `ignored_hooks`.
 """
 
@@ -125,13 +126,32 @@ def _edits(value: object, source: str, where: str) -> tuple[
 
 
 def parse_cdi_json(text: str, source: str) -> CdiSpec:
-    """Parse a CDI spec; `source` is its path, for messages."""
+    """Parse a JSON CDI spec; `source` is its path, for messages."""
     import json
 
     try:
         document = json.loads(text)
     except ValueError as error:
         raise _fail(source, f"not valid JSON: {error}") from None
+    return cdi_from_document(document, source)
+
+
+def parse_cdi_yaml(text: str, source: str) -> CdiSpec:
+    """Parse a YAML CDI spec (the subset cdiyaml.py reads); `source` is its path."""
+    from shifter.runtime.cdiyaml import parse_yaml_subset
+
+    return cdi_from_document(parse_yaml_subset(text, source), source)
+
+
+def parse_cdi(text: str, source: str) -> CdiSpec:
+    """A CDI spec in the format its file name says (`.yaml`/`.yml`, else JSON)."""
+    if source.endswith((".yaml", ".yml")):
+        return parse_cdi_yaml(text, source)
+    return parse_cdi_json(text, source)
+
+
+def cdi_from_document(document: object, source: str) -> CdiSpec:
+    """The spec from its parsed document (JSON's or YAML's: the same structure)."""
     spec = _object(document, source, "the spec")
     _string(spec.get("cdiVersion"), source, "cdiVersion")
     kind = _string(spec.get("kind"), source, "kind")

@@ -122,15 +122,15 @@ def to_gpu_uuids(value: str, origin: Origin, key: str) -> tuple[str, ...]:
 
 
 def to_cdi_spec(value: str, origin: Origin, key: str) -> str:
-    """gpuCdiSpec: a JSON CDI spec. YAML is refused here: reading it would need a YAML
-    library on the `shifter` launch path."""
+    """gpuCdiSpec: a CDI spec, JSON (`*.json`) or YAML (`*.yaml`, `*.yml`: the subset
+    cdiyaml.py reads, no YAML library); the name says which."""
     path = to_path(value, origin, key)
-    if not path.endswith(".json"):
+    if not path.endswith((".json", ".yaml", ".yml")):
         raise fail(
             origin,
             key,
-            f"{path} is not a JSON CDI spec (*.json)",
-            hint="generate one as JSON, e.g. nvidia-ctk cdi generate --format=json",
+            f"{path} is not a CDI spec (*.json, *.yaml or *.yml)",
+            hint="name the file nvidia-ctk cdi generate wrote, e.g. /etc/cdi/nvidia.yaml",
         )
     return path
 

@@ -87,15 +87,24 @@ def open_matching(udi_mount: str, signature: str) -> int | None:
 
 
 def enter_root(root_fd: int) -> None:
-    """Move this process into the tree `root_fd`: user and mount namespaces, chroot."""
-    from shifter.sys.namespace import Namespace, enter_user_namespace
+    """Move this process into the tree `root_fd`: the job's user namespace (jobns.py) or a
+    new one, a mount namespace, chroot."""
+    from shifter.runtime.jobns import join_pinned
+    from shifter.sys.namespace import Namespace, enter_user_namespace, unshare
     from shifter.sys.root import chroot_cwd
 
     # The working directory first: the new mount namespace translates it (not an open
     # descriptor) to its own copy of the tree, which the chroot then makes the root.
     os.fchdir(root_fd)
-    os.close(root_fd)
-    enter_user_namespace(os.getuid(), os.getgid(), Namespace.NEWNS)
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        joined = join_pinned(root_fd, uid, gid)  # the job's namespace, shared by its ranks
+    finally:
+        os.close(root_fd)
+    if joined:
+        unshare(Namespace.NEWNS)
+    else:
+        enter_user_namespace(uid, gid, Namespace.NEWNS)
     chroot_cwd()
 
 

@@ -76,7 +76,7 @@ def configured(config: UdiRootConfig) -> bool:
 
 
 def load_cdi(config: UdiRootConfig) -> CdiSpec:
-    from shifter.runtime.cdi import parse_cdi_json
+    from shifter.runtime.cdi import parse_cdi
 
     path = config.gpu_cdi_spec
     assert path is not None
@@ -94,7 +94,7 @@ def load_cdi(config: UdiRootConfig) -> CdiSpec:
             f"{path} must be owned by root and not writable by group or others",
             hint=f"chown root {path}; chmod go-w {path}",
         )
-    return parse_cdi_json(text, path)
+    return parse_cdi(text, path)
 
 
 def _device(path: str, what: str, config: UdiRootConfig, key: str) -> int:

@@ -39,6 +39,7 @@ from shifter.runtime.gpu import plan_gpus
 from shifter.runtime.hostsfile import hostsfile_text, parse_nodespec
 from shifter.runtime.identity import Identity, UserRecord, lookup_user, refuse_root
 from shifter.runtime.imagesource import ImageNotFoundError, check_acl, find_image
+from shifter.runtime.jobns import pin_job_namespace
 from shifter.runtime.modules import select_modules
 from shifter.runtime.mountinfo import MountEntry, mount_containing, read_mountinfo
 from shifter.runtime.signature import EnterRecord, container_signature
@@ -231,6 +232,15 @@ def setup_root(
     try:
         _make_private(roots, entries)
         build_container(plan)
+        # Every rank of the job on this node joins it (jobns.py): MPI's single-copy paths.
+        try:
+            pin_job_namespace(config.udi_mount, user.uid, user.gid)
+        except OSError as error:
+            raise SetupError(
+                f"cannot make the job's user namespace for {user.name}: {error}",
+                hint="check that user namespaces are enabled (user.max_user_namespaces)",
+            ) from error
+        steps.done("user namespace pinned")
         if sshd_files:
             sshd.start(config, identity)
             steps.done("sshd started")

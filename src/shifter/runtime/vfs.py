@@ -47,6 +47,7 @@ from shifter.runtime.gpu import GpuPlan
 from shifter.runtime.hooks import check_hook, run_hook
 from shifter.runtime.hostsfile import HOSTSFILE
 from shifter.runtime.imagebind import ImageTree
+from shifter.runtime.jobns import USERNS_FILE
 from shifter.runtime.pathguard import Resolved, fd_path
 from shifter.runtime.privileges import ActingAs
 from shifter.runtime.signature import ENTER_FILE, SIGNATURE_FILE
@@ -209,6 +210,7 @@ class _Builder:
         self.reserve(SIGNATURE_FILE)
         if self.plan.enter_record is not None:
             self.reserve(ENTER_FILE)
+            self.reserve(USERNS_FILE)  # setupRoot pins the job's user namespace on it
         self.site_layer()
         steps.done("root, site filesystems, /etc")
         self.kernel_interfaces()
