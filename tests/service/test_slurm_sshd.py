@@ -1,5 +1,5 @@
 """The job's sshd on a real 3-node Slurm (slurm_fixtures.py, plugstack `enable_sshd=1`,
-nodes shn1..shn3 on their own loopback addresses in /etc/hosts, homes in the container):
+`slurm.cluster.nodes` on their own loopback addresses in /etc/hosts, homes in the container):
 from inside the container on one node, `ssh <node>` lands inside the container on that
 node, as the job's user, with the key made at submit; another user is refused; nothing is
 left afterwards.
@@ -51,14 +51,16 @@ def _sshd_processes() -> list[int]:
 
 def test_ssh_between_nodes_lands_in_the_container(slurm: Slurm) -> None:
     image = slurm.site.images.ref("main")
+    first, second = slurm.cluster.nodes[:2]
     script = f"""#!/bin/sh
-srun -N 1 -w shn1 shifter {SSH} shn2 'cat /etc/image-only.conf; {HOSTNAME}; id -un'
-srun -N 1 -w shn1 shifter sh -c 'for h in $(sort -u /var/hostsfile); do {SSH} $h {HOSTNAME}; done'
+srun -N 1 -w {first} shifter {SSH} {second} 'cat /etc/image-only.conf; {HOSTNAME}; id -un'
+srun -N 1 -w {first} shifter sh -c \
+    'for h in $(sort -u /var/hostsfile); do {SSH} $h {HOSTNAME}; done'
 """
     job_id, out = slurm.batch("-N", "3", "--exclusive", f"--image={image}", script=script)
     lines = out.splitlines()
-    assert lines[:3] == ["from the image", "shn2", TEST_USER], out
-    assert sorted(lines[3:6]) == ["shn1", "shn2", "shn3"], out
+    assert lines[:3] == ["from the image", second, TEST_USER], out
+    assert sorted(lines[3:6]) == sorted(slurm.cluster.nodes), out
     assert slurm.wait_job(job_id) == "COMPLETED"
     home = pwd.getpwnam(TEST_USER).pw_dir
     key = os.stat(f"{home}/.udiRoot/id_rsa.key")
@@ -108,7 +110,8 @@ while [ ! -e {flag} ]; do sleep 0.2; done
         result = slurm.run(
             "ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-p", "1204",
-            "-i", f"{keys}/id", f"{TEST_USER}@shn1", "true", user=OTHER_USER, timeout=60,
+            "-i", f"{keys}/id", f"{TEST_USER}@{slurm.cluster.nodes[0]}", "true",
+            user=OTHER_USER, timeout=60,
         )  # fmt: skip
         shutil.rmtree(keys)
         assert result.returncode == 255, result.stderr
@@ -182,11 +185,11 @@ def test_a_ccm_job_sshes_between_its_nodes_in_the_host_environment(
     marker = slurm.site.config  # a host file: only the host environment has it
     script = f"""#!/bin/sh
 ssh -p 1204 -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \\
-    -o LogLevel=ERROR -i "$HOME/.udiRoot/id_rsa.key" shn2 \\
+    -o LogLevel=ERROR -i "$HOME/.udiRoot/id_rsa.key" {slurm.cluster.nodes[1]} \\
     '{HOSTNAME}; ls {marker}; ls /opt/udiImage/sbin'
 """
     job_id, out = slurm.batch("-N", "2", "--exclusive", "--ccm", script=script)
-    assert out.splitlines() == ["shn2", str(marker), "sshd"], out
+    assert out.splitlines() == [slurm.cluster.nodes[1], str(marker), "sshd"], out
     assert slurm.wait_job(job_id) == "COMPLETED"
     slurm.wait_idle()
     assert _sshd_processes() == []
