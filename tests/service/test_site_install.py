@@ -91,6 +91,9 @@ def test_install_start_the_unit_pull_and_run(
     plugin = venv / "lib" / "shifter" / "shifter_slurm.so"
     assert f"build the Slurm plugin {plugin}" in said.stdout and plugin.is_file()
     assert "then, in Slurm's plugstack.conf: required " in said.stdout
+    # openssh-server is installed here too: the job's sshd goes into the udiImage.
+    assert "copy the host's OpenSSH into the udiImage " in said.stdout
+    assert (venv / "lib" / "shifter" / "udiImage" / "sbin" / "sshd").is_file()
     # Again, through the link it made: nothing left to do but the launchers.
     again = subprocess.run([f"{site}/bin/shifter-site-install", *installer[1:]],
                            capture_output=True, text=True, timeout=120)

@@ -15,8 +15,9 @@ and it, each step said on stdout (`--dry-run`: only said):
 3. copies the example configurations into `--config-dir` (default /etc/shifter) as
    `*.example`, never over a site's own `udiRoot.conf` or `imagemanager.json`;
 4. creates the runtime's directories (udiMount, loopMount: from udiRoot.conf when it exists),
-   and builds the Slurm SPANK plugin against this node's Slurm when its headers are
-   installed (`--slurm`; docs/slurm.md);
+   builds the Slurm SPANK plugin against this node's Slurm when its headers are installed
+   (`--slurm`; docs/slurm.md), and copies this node's OpenSSH into the udiImage for the
+   job's sshd when it has one (`--udiimage-sshd`; docs/sshd.md);
 5. unless `--no-gateway`: creates the gateway's system account and its private directories
    (the metadata store's, CacheDirectory, ExpandDirectory, the log's: from
    imagemanager.json when it exists), and writes the systemd units `shifter-imagegw.service`
@@ -55,7 +56,8 @@ from shifter.errors import ShifterError
 PROG = "shifter-site-install"
 # Every command of the package a user or admin runs (linked into --bin-dir).
 LINKED = ("shifter", "shifterimg", "setupRoot", "unsetupRoot", "shifter-imagegw",
-          "shifter-site-install", "shifter-slurm-conf", "shifter-prep-libs")
+          "shifter-site-install", "shifter-slurm-conf", "shifter-prep-libs", "shifter-udiimage")
+HOST_SSHD = "/usr/sbin/sshd"
 DEFAULT_GATEWAY_DIRS = ("/var/lib/shifter", "/var/cache/shifter/imagegw",
                         "/var/tmp/shifter/imagegw", "/var/log/shifter")
 UNIT_MARK = "shifter-site-install"  # in the first line of every unit it writes
@@ -179,6 +181,7 @@ def install(args: argparse.Namespace) -> None:
     for directory in _runtime_dirs(os.path.join(args.config_dir, "udiRoot.conf")):
         steps.directory(directory, 0o755)
     _slurm_plugin(steps, args)
+    _udi_image_sshd(steps, args)
 
     if args.no_gateway:
         return
@@ -218,6 +221,21 @@ def _slurm_plugin(steps: Steps, args: argparse.Namespace) -> None:
     config = os.path.join(args.config_dir, "udiRoot.conf")
     print("then, in Slurm's plugstack.conf: "
           + " ".join(plugin.plugstack_lines(config if os.path.exists(config) else None)))
+
+
+def _udi_image_sshd(steps: Steps, args: argparse.Namespace) -> None:
+    """The udiImage's OpenSSH (the job's sshd, docs/sshd.md), from this node's own, when
+    it has one or `--udiimage-sshd` demands it."""
+    if args.udiimage_sshd == "no" or (args.udiimage_sshd == "auto"
+                                      and not os.path.isfile(HOST_SSHD)):
+        return
+    from shifter.libprep.sshbundle import build
+    from shifter.runtime.udiimage import installed_udi_image
+
+    target = installed_udi_image()
+    steps.say(f"copy the host's OpenSSH into the udiImage {target}")
+    if not steps.dry_run:
+        build(target)
 
 
 def _group_name(gid: int, fallback: str) -> str:
@@ -323,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slurm", choices=("auto", "yes", "no"), default="auto",
                         help="build the Slurm SPANK plugin: auto (when Slurm's headers are "
                         "installed), yes, no")
+    parser.add_argument("--udiimage-sshd", choices=("auto", "yes", "no"), default="auto",
+                        help="copy this node's OpenSSH into the udiImage for the job's sshd: "
+                        "auto (when /usr/sbin/sshd exists), yes, no")
     parser.add_argument("--uninstall", action="store_true",
                         help="remove the links and units this command wrote")
     parser.add_argument("--dry-run", action="store_true", help="only say what it would do")
