@@ -30,7 +30,7 @@ import pytest
 
 from shifter.devtools.slurm import SlurmCluster, in_node
 from tests.services.gateway_fixtures import GatewayServer, make_env
-from tests.services.runtime_fixtures import OTHER_USER, TEST_USER, RuntimeImages
+from tests.services.runtime_fixtures import OTHER_USER, TEST_USER, RuntimeImages, Site
 from tests.services.setuproot_fixtures import loops_backed_by
 
 BIN = Path(sys.executable).parent
@@ -43,20 +43,12 @@ IMAGE_FS = r'sed -n "s/^[^ ]* [^ ]* [^ ]* [^ ]* \/bin .* - \([^ ]*\) .*/\1/p" /p
 
 
 @dataclass
-class SlurmSite:
-    root: Path
-    images: RuntimeImages
+class SlurmSite(Site):
+    """The runtime tests' site (its paths, udiRoot.conf) plus the cluster's gateway."""
+
     gateway: GatewayServer
     munge_socket: Path
     gateway_registry: str  # the registry the gateway pulls from (push here)
-
-    @property
-    def config(self) -> Path:
-        return self.root / "udiRoot.conf"
-
-    @property
-    def udi_mount(self) -> Path:
-        return self.root / "udiMount"
 
     @property
     def outputs(self) -> Path:
@@ -114,7 +106,7 @@ def slurm_site(
         (root / "out").chmod(0o1777)
         site = SlurmSite(root, runtime_images, server, Path(munged.socket), registry_anon.url)
         site.config.write_text(
-            f"udiMount={site.udi_mount}\nloopMount={root / 'loopMount'}\n"
+            f"udiMount={site.udi_mount}\nloopMount={site.loop_mount}\n"
             f"imagePath={runtime_images.path}\nrootfsType=tmpfs\npopulateEtcDynamically=1\n"
             f"mountUdiRootWritable=0\nsystem=testsys\nimageGateway={server.url}\n"
             "gatewayTimeout=30\n"

@@ -10,10 +10,11 @@ import contextlib
 import errno
 import os
 import signal
+from collections.abc import Callable
 
 from shifter.errors import ShifterError
 
-KILL_ROUNDS = 50
+KILL_ROUNDS = 50  # 0.1 s apart
 
 
 class CgroupError(ShifterError):
@@ -54,24 +55,32 @@ def _members(path: str) -> list[int]:
 
 def end(base: str, uid: int, job_id: str) -> int:
     """Kill every process in the job's cgroup and remove it; how many were killed."""
-    import time
-
     path = job_cgroup(base, uid, job_id)
-    killed: set[int] = set()
-    for _ in range(KILL_ROUNDS):
-        members = [pid for pid in _members(path) if pid != os.getpid()]
-        if not members:
-            break
-        for pid in members:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.add(pid)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)  # dead processes leave cgroup.procs once reaped
+    # Dead processes leave cgroup.procs once reaped: asked again until it is empty.
+    killed = kill_until_gone(lambda: [pid for pid in _members(path) if pid != os.getpid()])
     try:
         os.rmdir(path)
     except OSError as error:
         if error.errno != errno.ENOENT:
             raise CgroupError(f"cannot remove {path}: {error.strerror}") from None
+    return killed
+
+
+def kill_until_gone(find: Callable[[], list[int]]) -> int:
+    """SIGKILL what `find` names until it names nothing (at most KILL_ROUNDS rounds, 0.1 s
+    apart); how many processes were killed."""
+    import time
+
+    killed: set[int] = set()
+    for _ in range(KILL_ROUNDS):
+        left = find()
+        if not left:
+            break
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
     return len(killed)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import pwd
-import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -34,7 +33,6 @@ from shifter.wlm.state import JobRecords
 
 log = logging.getLogger(__name__)
 SETUP_TIMEOUT_S = 300
-KILL_ROUNDS = 50  # 0.1 s apart
 
 
 class NodeError(ShifterError):
@@ -178,19 +176,7 @@ def container_processes(udi_mount: str, uid: int, job_id: str) -> list[int]:
 
 def end_processes(udi_mount: str, uid: int, job_id: str) -> int:
     """SIGKILL the job's processes left in the container; how many there were."""
-    killed: set[int] = set()
-    for _ in range(KILL_ROUNDS):
-        left = container_processes(udi_mount, uid, job_id)
-        if not left:
-            break
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.add(pid)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
-    return len(killed)
+    return cgroup.kill_until_gone(lambda: container_processes(udi_mount, uid, job_id))
 
 
 def epilog(config: UdiRootConfig, environ: Mapping[str, str]) -> str:
