@@ -122,13 +122,7 @@ def main() -> int:
             if root_config.exists():
                 subprocess.run([str(BIN / "unsetupRoot")], check=False,
                                env={"PATH": "/usr/bin:/bin", "SHIFTER_CONFIG": str(root_config)})
-    medians = {name: {m: statistics.median(r[m] for r in runs) for m in METRICS}
-               for name, runs in results.items()}  # fmt: skip
-    print(f"{args.rounds} rounds, load average {os.getloadavg()[0]:.2f}; µs, medians")
-    print("| row | " + " | ".join(METRICS) + " |")
-    print("|---|" + "---|" * len(METRICS))
-    for name, values in medians.items():
-        print(f"| {name} | " + " | ".join(f"{values[m]:.2f}" for m in METRICS) + " |")
+    medians = print_medians(results, args.rounds, "row")
     for row, base in (("container", "host"), ("container", "host, no CMA"),
                       ("container, setupRoot", "host")):  # fmt: skip
         ratios = " | ".join(f"{medians[row][m] / medians[base][m]:.3f}" for m in METRICS)
@@ -138,3 +132,16 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def print_medians(results: dict[str, list[dict[str, float]]], rounds: int,
+                  first_column: str) -> dict[str, dict[str, float]]:
+    """Print each row's medians (µs) as a Markdown table, with the load; return them."""
+    medians = {name: {m: statistics.median(r[m] for r in runs) for m in METRICS}
+               for name, runs in results.items()}  # fmt: skip
+    print(f"{rounds} rounds, load average {os.getloadavg()[0]:.2f}; µs, medians")
+    print(f"| {first_column} | " + " | ".join(METRICS) + " |")
+    print("|---|" + "---|" * len(METRICS))
+    for name, values in medians.items():
+        print(f"| {name} | " + " | ".join(f"{values[m]:.2f}" for m in METRICS) + " |")
+    return medians

@@ -35,14 +35,13 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.launch import BIN, site_config
-from bench.mpi import METRICS, MODULE_LINES, NO_CMA, UCX_CMA
+from bench.mpi import METRICS, MODULE_LINES, NO_CMA, UCX_CMA, print_medians
 from shifter.devtools.slurm import SlurmCluster
 from shifter.wlm import plugin
 from tests.services.mpich_fixtures import build_squashfs_image, image_entries, prepare_module
@@ -148,13 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if cluster is not None:
             cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
-    medians = {name: {m: statistics.median(r[m] for r in runs) for m in METRICS}
-               for name, runs in results.items()}  # fmt: skip
-    print(f"{args.rounds} rounds, load average {os.getloadavg()[0]:.2f}; µs, medians")
-    print("| layout, row | " + " | ".join(METRICS) + " |")
-    print("|---|" + "---|" * len(METRICS))
-    for name, values in medians.items():
-        print(f"| {name} | " + " | ".join(f"{values[m]:.2f}" for m in METRICS) + " |")
+    medians = print_medians(results, args.rounds, "layout, row")
     for layout in LAYOUTS:
         host = medians[f"{layout} host"]
         for row in ("private", "setupRoot"):
