@@ -18,7 +18,7 @@ round by round, all started by Debian's `mpiexec -n 2` (hydra) as `--user`:
   siteEnv pointing `UCX_MODULE_DIR` at it); each rank in its own container and user
   namespace, so with CMA off as in `host, no CMA`;
 - `container, setupRoot`: the same after `setupRoot -u USER id X` (as the Slurm prolog
-  does): the ranks enter that container and join its user namespace (runtime/jobns.py),
+  does): the ranks enter that container and join its user namespace (runtime/identity/jobns.py),
   UCX's defaults.
 
 Each figure is the median over the rounds of the program's own medians.

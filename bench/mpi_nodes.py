@@ -16,7 +16,7 @@ Rows, taking turns round by round, each one `srun` of its own:
   namespace, so with UCX's CMA off as in `host, no CMA`);
 - `setupRoot`: `srun --image=id:X --exclusive --mpi=pmi2 shifter pingpong`: the prolog
   built the container on each node and every rank enters it, joining the job's user
-  namespace (shifter.runtime.jobns): UCX's defaults, CMA included.
+  namespace (shifter.runtime.identity.jobns): UCX's defaults, CMA included.
 
 The module holds UCX's CMA transport plugin (`libuct_cma.so.0`, passed to
 shifter-prep-libs like a library) and its siteEnv points `UCX_MODULE_DIR` at it.

@@ -51,7 +51,7 @@ def test_bind_keeps_locked_flags_and_adds_restrictions(tmp_path: Path) -> None:
     (tmp_path / "dst").mkdir()
     out = _child(f"""
         import os
-        from shifter.runtime.binds import bind, restrictions
+        from shifter.runtime.rootfs.binds import bind, restrictions
         from shifter.sys.mount import MountFlag, kept_flags, mount
         from shifter.sys.namespace import Namespace, unshare
         unshare(Namespace.NEWNS)
@@ -73,7 +73,7 @@ def test_a_recursive_bind_restricts_every_mount_it_brings(tmp_path: Path, way: s
         (tmp_path / name).mkdir()
     out = _child(f"""
         import os
-        from shifter.runtime.binds import bind, restrict_each, restrictions
+        from shifter.runtime.rootfs.binds import bind, restrict_each, restrictions
         from shifter.sys.libc import SyscallError
         from shifter.sys.mount import MountFlag, kept_flags, mount
         from shifter.sys.namespace import Namespace, enter_user_namespace, unshare
@@ -115,7 +115,7 @@ def test_root_drops_to_the_user_for_good() -> None:
     uid, gid, group = uid_of(TEST_USER), gid_of(TEST_USER), gid_of("shiftertestgrp")
     out = _child(f"""
         import os
-        from shifter.runtime.privileges import drop_privileges, verify_dropped
+        from shifter.runtime.identity.privileges import drop_privileges, verify_dropped
         from shifter.sys.caps import capget
         drop_privileges({uid}, {gid}, [{gid}, {group}])
         verify_dropped({uid}, {gid}, [{gid}, {group}])
@@ -133,7 +133,7 @@ def test_root_drops_to_the_user_for_good() -> None:
 
 def test_verification_refuses_leftover_privileges() -> None:
     out = _child(f"""
-        from shifter.runtime.privileges import PrivilegeError, verify_dropped
+        from shifter.runtime.identity.privileges import PrivilegeError, verify_dropped
         try:
             verify_dropped({uid_of(TEST_USER)}, {gid_of(TEST_USER)}, [])
         except PrivilegeError as error:

@@ -78,9 +78,9 @@ def test_shifter_enters_the_setuproot_container(root_site: RootSite) -> None:
     out = output_of(result)
     assert _image_filesystem(out) == "squashfs"  # the kernel's, on the loop device
     # The fast way: decided without loading the configuration model.
-    assert "shifter.runtime.enter" in result.stderr
+    assert "shifter.runtime.job.enter" in result.stderr
     assert "shifter.runtime.config_" not in result.stderr
-    assert "shifter.runtime.vfs" not in result.stderr
+    assert "shifter.runtime.rootfs.build" not in result.stderr
     listing = output_of(root_site.run(image, "ls", "/var"))
     assert "shifterEnter.dat" in listing.split()
     assert processes_mentioning(str(root_site.images.path)) == []
@@ -285,7 +285,7 @@ def test_a_changed_config_is_read_again_before_entering(root_site: RootSite) -> 
     config.write_text(config.read_text())  # same content, new version (mtime, ctime)
     result = _traced_run(root_site, image, "cat", "/proc/self/mountinfo")
     assert _image_filesystem(output_of(result)) == "squashfs"  # still the job's container
-    assert "shifter.runtime.config_parse" in result.stderr  # but decided the full way
+    assert "shifter.runtime.config.parse" in result.stderr  # but decided the full way
 
 
 def test_an_unsafe_config_is_refused_even_with_a_container_to_enter(root_site: RootSite) -> None:

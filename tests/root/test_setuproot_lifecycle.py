@@ -123,6 +123,27 @@ def test_copies_in_another_mount_namespace_are_named(root_site: RootSite) -> Non
     assert wait_for_no_loops(root_site.images.path) == {}
 
 
+def test_copies_that_go_within_the_grace_are_no_error(root_site: RootSite) -> None:
+    setup_ok(root_site)
+    own = os.readlink("/proc/self/ns/mnt")
+    # A job's process still exiting when the epilog runs: its copy goes a moment later.
+    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "1"])
+    try:
+        deadline = time.monotonic() + 30
+        while os.readlink(f"/proc/{holder.pid}/ns/mnt") == own or Path(
+            f"/proc/{holder.pid}/comm"
+        ).read_text() != "sleep\n":
+            assert time.monotonic() < deadline, "unshare did not start sleep"
+            time.sleep(0.02)
+        result = root_site.unsetup()
+        assert holder.poll() is not None  # unsetupRoot waited for it
+        assert (result.returncode, result.stderr) == (0, "")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert wait_for_no_loops(root_site.images.path) == {}
+
+
 def test_one_loop_device_per_image(root_site: RootSite, second_root_site: RootSite) -> None:
     setup_ok(root_site)
     setup_ok(second_root_site)
@@ -167,10 +188,10 @@ def test_setup_and_teardown_cycles_leak_nothing(root_site: RootSite) -> None:
     mounts_before = Path("/proc/self/mountinfo").read_text().count("\n")
     code = textwrap.dedent(f"""
         import os, time
-        from shifter.runtime.config import load_udiroot_config
-        from shifter.runtime.setup import SetupRequest, setup_root
-        from shifter.runtime.signature import file_stamp
-        from shifter.runtime.teardown import teardown
+        from shifter.runtime.config.load import load_udiroot_config
+        from shifter.runtime.job.setup import SetupRequest, setup_root
+        from shifter.runtime.rootfs.signature import file_stamp
+        from shifter.runtime.job.teardown import teardown
         path = {str(root_site.site.config)!r}
         stamp = file_stamp(os.stat(path))
         config = load_udiroot_config(path)

@@ -1,5 +1,5 @@
 """Every `shifter` entering a job's setupRoot container joins one user namespace, the job
-user's, which setupRoot pinned in the tree (shifter.runtime.jobns): processes of the job
+user's, which setupRoot pinned in the tree (shifter.runtime.identity.jobns): processes of the job
 on the node may then look into one another (/proc/PID/environ here; MPI's
 process_vm_readv and /proc/PID/fd alike), which separate namespaces forbid. A private
 container still gets a namespace of its own, and unsetupRoot takes the pin down."""

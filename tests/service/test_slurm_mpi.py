@@ -139,7 +139,7 @@ srun -n {RANKS} --mpi=pmi2 shifter --module=none hello | sed 's/^/none /'
     assert sorted(line for line in out.splitlines() if line.startswith("fs ")) == [
         f"fs {node} squashfs" for node in slurm.cluster.nodes
     ], out
-    # The ranks of a node share the job's user namespace (runtime/jobns.py).
+    # The ranks of a node share the job's user namespace (runtime/identity/jobns.py).
     spaces = [line for line in out.splitlines() if line.startswith("ns user:[")]
     assert len(spaces) == 2 and len(set(spaces)) == 1, out
     own = [line.removeprefix("none ") for line in out.splitlines() if line.startswith("none ")]

@@ -80,6 +80,67 @@ def test_imports_point_one_way(module: Path) -> None:
     assert not wrong, f"{module.relative_to(SRC)} ({package}) must not import {sorted(wrong)}"
 
 
+# runtime's layers, lowest first: a module may import its own layer and those before it.
+# All are subpackages but `start` (the last steps in the container, shared by a private
+# launch and a job's `shifter`); `launch` may import any; `trace` is a leaf.
+RUNTIME = PACKAGE / "runtime"
+RUNTIME_LAYERS = (
+    "request", "volumes", "config", "identity", "image", "site", "rootfs", "start", "job",
+)
+RUNTIME_LEAVES = {"trace", "__init__"}
+
+
+def _runtime_part(module_path: Path) -> str:
+    return module_path.relative_to(RUNTIME).parts[0].removesuffix(".py")
+
+
+def _runtime_imports(module_path: Path) -> set[str]:
+    tree = ast.parse(module_path.read_text(), filename=str(module_path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            if node.module == "shifter.runtime":
+                names = [f"shifter.runtime.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[:2] == ["shifter", "runtime"] and len(parts) > 2:
+                found.add(parts[2])
+    return found
+
+
+def _runtime_modules() -> list[Path]:
+    return sorted(p for p in RUNTIME.rglob("*.py"))
+
+
+def test_runtime_is_made_of_subpackages() -> None:
+    top = {p.name.removesuffix(".py") for p in RUNTIME.glob("*.py")}
+    assert top <= {"__init__", "launch", "start", "trace"}, "put new runtime modules in a layer"
+    subpackages = {p.name for p in RUNTIME.iterdir() if (p / "__init__.py").is_file()}
+    expected = set(RUNTIME_LAYERS) - {"start"}
+    assert subpackages == expected, "add a new subpackage to RUNTIME_LAYERS and CONTRIBUTING.md"
+
+
+@pytest.mark.parametrize(
+    "module", _runtime_modules(), ids=lambda p: str(p.relative_to(SRC))
+)
+def test_runtime_layers_point_down(module: Path) -> None:
+    part = _runtime_part(module)
+    if part in RUNTIME_LEAVES:
+        allowed: set[str] = set()
+    elif part in RUNTIME_LAYERS:
+        allowed = set(RUNTIME_LAYERS[: RUNTIME_LAYERS.index(part) + 1])
+    else:
+        return  # the launch itself, directly in runtime/
+    wrong = _runtime_imports(module) - allowed - RUNTIME_LEAVES
+    where = module.relative_to(SRC)
+    assert not wrong, f"{where} ({part}) must not import runtime's {sorted(wrong)}"
+
+
 def test_only_proc_starts_programs() -> None:
     offenders = [
         str(m.relative_to(SRC))

@@ -1,4 +1,4 @@
-"""The YAML subset reader for CDI specs (shifter.runtime.cdiyaml): what nvidia-ctk writes
+"""The YAML subset reader for CDI specs (shifter.runtime.site.cdiyaml): what nvidia-ctk writes
 reads as the JSON of the same spec; anything beyond the subset is refused with its line."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from shifter.errors import ParseError
-from shifter.runtime.cdi import parse_cdi
-from shifter.runtime.cdiyaml import parse_yaml_subset
+from shifter.runtime.site.cdi import parse_cdi
+from shifter.runtime.site.cdiyaml import parse_yaml_subset
 from tests.services.gpu_fixtures import block_yaml
 
 # The shape of `nvidia-ctk cdi generate` output (abridged), comments and quoting added.

@@ -10,7 +10,7 @@ import pytest
 
 from shifter.frozen import Frozen, field_names
 from shifter.image.reference import DockerReference
-from shifter.runtime.config_values import Origin
+from shifter.runtime.config.values import Origin
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shifter.errors import ParseError
-from shifter.runtime.hostsfile import hostsfile_text, parse_nodespec
+from shifter.runtime.rootfs.hostsfile import hostsfile_text, parse_nodespec
 
 
 def test_each_host_is_repeated_count_times_in_order() -> None:

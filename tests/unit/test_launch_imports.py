@@ -60,10 +60,10 @@ UP_TO_IMAGE = """
 import sys
 sys.path.insert(0, {src!r})
 import shifter.cli.shifter
-from shifter.runtime.config import load_udiroot_config
-from shifter.runtime.imagesource import find_image
-from shifter.runtime.selection import choose_image
-from shifter.runtime.volumespec import parse_volume_specs
+from shifter.runtime.config.load import load_udiroot_config
+from shifter.runtime.image.source import find_image
+from shifter.runtime.request.selection import choose_image
+from shifter.runtime.volumes.spec import parse_volume_specs
 
 config = load_udiroot_config({config!r}, require_root_owned=False)
 for request in ("docker:quay.io/org/app:1.0@sha256:" + "a" * 64, "custom:x:1", "local:/srv"):
@@ -107,7 +107,7 @@ def _chain(imports: list[tuple[int, str]], index: int) -> str:
 def _forbidden_in(code: str) -> list[str]:
     imports = _imports(code)
     names = [name for _, name in imports]
-    assert "shifter.runtime.config" in names  # the run did get through the launch steps
+    assert "shifter.runtime.config.load" in names  # the run did get through the launch steps
     return [_chain(imports, i) for i, (_, name) in enumerate(imports) if name in FORBIDDEN]
 
 
@@ -139,5 +139,5 @@ def test_a_forbidden_import_is_reported_with_its_importers(site: dict[str, str])
 def test_a_userhook_imports_neither_subprocess_nor_logging(site: dict[str, str]) -> None:
     # Userhooks make the launcher import what starts them (start.prepare): proc.run_light
     # forks and execs without subprocess; logging is imported only by processes using it.
-    code = UP_TO_IMAGE.format(**site) + "import shifter.proc, shifter.runtime.hooks\n"
+    code = UP_TO_IMAGE.format(**site) + "import shifter.proc, shifter.runtime.site.hooks\n"
     assert _forbidden_in(code) == []

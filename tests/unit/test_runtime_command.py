@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shifter.errors import ShifterError
-from shifter.runtime.command import container_argv, plan_workdir
+from shifter.runtime.request.command import container_argv, plan_workdir
 
 pytestmark = pytest.mark.unit
 

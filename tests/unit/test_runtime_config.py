@@ -11,7 +11,8 @@ import pytest
 
 from shifter.errors import ConfigError, LocatedError
 from shifter.frozen import field_names
-from shifter.runtime.config import (
+from shifter.runtime.config.keys import GLOBAL_KEYS, MODULE_KEYS
+from shifter.runtime.config.load import (
     EnvEntry,
     ModuleConfig,
     Origin,
@@ -19,8 +20,7 @@ from shifter.runtime.config import (
     documented_keys,
     parse_udiroot_config,
 )
-from shifter.runtime.config_keys import GLOBAL_KEYS, MODULE_KEYS
-from shifter.runtime.volumespec import PerNodeCache, VolumeSpec
+from shifter.runtime.volumes.spec import PerNodeCache, VolumeSpec
 
 pytestmark = pytest.mark.unit
 

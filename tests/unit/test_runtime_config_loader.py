@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shifter.errors import ConfigError, ParseError
-from shifter.runtime.config import DEFAULT_CONFIG_PATH, config_path, load_udiroot_config
+from shifter.runtime.config.load import DEFAULT_CONFIG_PATH, config_path, load_udiroot_config
 from tests.unit.test_runtime_config import BASE, NEXT
 
 pytestmark = pytest.mark.unit

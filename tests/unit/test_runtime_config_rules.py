@@ -8,8 +8,8 @@ import pytest
 
 from shifter.data import UDIROOT_EXAMPLE, data_path
 from shifter.errors import ConfigError, ParseError
-from shifter.runtime.config import parse_udiroot_config
-from shifter.runtime.volumespec import SPEC_HINT
+from shifter.runtime.config.load import parse_udiroot_config
+from shifter.runtime.volumes.spec import SPEC_HINT
 from tests.unit.test_runtime_config import BASE, MODULES, NEXT, SRC, error_of
 
 SEE_DOCS = "see config-udiroot.md of shifter's documentation"

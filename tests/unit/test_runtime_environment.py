@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from shifter.errors import ParseError
-from shifter.runtime.config import parse_udiroot_config
-from shifter.runtime.environment import (
+from shifter.runtime.config.load import parse_udiroot_config
+from shifter.runtime.site.environment import (
     UNSECURE_VARIABLES,
     build_environment,
     caller_environment,
@@ -18,7 +18,7 @@ from shifter.runtime.environment import (
     parse_env_file,
     parse_env_option,
 )
-from shifter.runtime.modules import select_modules
+from shifter.runtime.site.modules import select_modules
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from shifter.runtime.etc import NSSWITCH, dynamic_group, dynamic_passwd, filter_group
-from shifter.runtime.identity import UserRecord, parse_passwd_line
+from shifter.runtime.identity.user import UserRecord, parse_passwd_line
+from shifter.runtime.rootfs.etc import NSSWITCH, dynamic_group, dynamic_passwd, filter_group
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from shifter.errors import ConfigError, ParseError
-from shifter.runtime.cdi import parse_cdi_json
-from shifter.runtime.config_parse import parse_udiroot_config
-from shifter.runtime.gpu import GpuError, requested
+from shifter.runtime.config.parse import parse_udiroot_config
+from shifter.runtime.site.cdi import parse_cdi_json
+from shifter.runtime.site.gpu import GpuError, requested
 
 pytestmark = pytest.mark.unit
 

@@ -11,9 +11,9 @@ import pytest
 from shifter.errors import ConfigError, PermissionDeniedError, ShifterError
 from shifter.image.descriptor import parse_descriptor
 from shifter.image.meta import format_meta
-from shifter.runtime.config import parse_udiroot_config
-from shifter.runtime.identity import lookup_user, refuse_root
-from shifter.runtime.imagesource import ImageNotFoundError, check_acl, find_image
+from shifter.runtime.config.load import parse_udiroot_config
+from shifter.runtime.identity.user import lookup_user, refuse_root
+from shifter.runtime.image.source import ImageNotFoundError, check_acl, find_image
 
 pytestmark = pytest.mark.unit
 

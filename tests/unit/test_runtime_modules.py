@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shifter.errors import ShifterError
-from shifter.runtime.config import parse_udiroot_config
-from shifter.runtime.modules import select_modules
+from shifter.runtime.config.load import parse_udiroot_config
+from shifter.runtime.site.modules import select_modules
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shifter.runtime.pathguard import ContainerPathError, resolve, resolve_path
+from shifter.runtime.volumes.pathguard import ContainerPathError, resolve, resolve_path
 from shifter.sys.libc import SyscallError
 from shifter.sys.path import Resolve, openat2
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shifter.runtime.privileges import expected_groups, parse_status, status_problems
+from shifter.runtime.identity.privileges import expected_groups, parse_status, status_problems
 
 pytestmark = pytest.mark.unit
 

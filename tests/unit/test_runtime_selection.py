@@ -6,7 +6,7 @@ import pytest
 
 from shifter.errors import ImageReferenceError, ShifterError
 from shifter.image.descriptor import ImageType
-from shifter.runtime.selection import choose_image, choose_modules, choose_volumes
+from shifter.runtime.request.selection import choose_image, choose_modules, choose_volumes
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from shifter.runtime.vfs import container_signature
-from shifter.runtime.volumes import (
+from shifter.runtime.rootfs.build import container_signature
+from shifter.runtime.volumes.policy import (
     VolumeError,
     check_site_volume,
     check_user_volume,
@@ -16,7 +16,7 @@ from shifter.runtime.volumes import (
     user_source_read_only,
     user_target_problem,
 )
-from shifter.runtime.volumespec import parse_volume_spec, parse_volume_specs
+from shifter.runtime.volumes.spec import parse_volume_spec, parse_volume_specs
 
 pytestmark = pytest.mark.unit
 

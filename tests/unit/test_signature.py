@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 
 from shifter.errors import ShifterError
-from shifter.runtime import config as config_module
-from shifter.runtime import enter
-from shifter.runtime.config_values import NO_MODULES
-from shifter.runtime.selection import (
+from shifter.runtime.config import load as config_module
+from shifter.runtime.config.values import NO_MODULES
+from shifter.runtime.job import enter
+from shifter.runtime.request.selection import (
     NO_MODULES as SELECTION_NO_MODULES,
 )
-from shifter.runtime.selection import (
+from shifter.runtime.request.selection import (
     choose_image,
     module_names,
     pick_image,
 )
-from shifter.runtime.signature import EnterRecord, container_signature, file_stamp
-from shifter.runtime.volumespec import parse_volume_specs
+from shifter.runtime.rootfs.signature import EnterRecord, container_signature, file_stamp
+from shifter.runtime.volumes.spec import parse_volume_specs
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 IMAGE = "a" * 64
@@ -205,9 +205,10 @@ def test_the_enter_path_loads_nothing_heavy() -> None:
     """What the fast way imports, in a bare interpreter (-I -S, like the launcher)."""
     code = (
         f"import sys; sys.path.insert(0, {str(SRC)!r}); "
-        "import shifter.cli.shifter, shifter.runtime.enter, shifter.runtime.start, "
-        "shifter.runtime.selection, shifter.runtime.environment, shifter.runtime.command, "
-        "shifter.runtime.privileges, shifter.runtime.signature, shifter.keyvalue, "
+        "import shifter.cli.shifter, shifter.runtime.job.enter, shifter.runtime.start, "
+        "shifter.runtime.request.selection, shifter.runtime.site.environment, "
+        "shifter.runtime.request.command, shifter.runtime.identity.privileges, "
+        "shifter.runtime.rootfs.signature, shifter.keyvalue, "
         "shifter.sys.namespace, shifter.sys.root, shifter.sys.caps; "
         "print(' '.join(sorted(sys.modules)))"
     )
@@ -216,6 +217,7 @@ def test_the_enter_path_loads_nothing_heavy() -> None:
     )
     loaded = set(result.stdout.split())
     heavy = {"enum", "functools", "collections", "typing", "re", "dataclasses", "signal",
-             "logging", "subprocess", "shifter.runtime.config", "shifter.image.descriptor",
-             "shifter.runtime.volumespec", "shifter.runtime.vfs", "shifter.sys.mount"}  # fmt: skip
+             "logging", "subprocess", "shifter.runtime.config.load", "shifter.image.descriptor",
+             "shifter.runtime.volumes.spec", "shifter.runtime.rootfs.build",
+             "shifter.sys.mount"}  # fmt: skip
     assert loaded & heavy == set()

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from shifter.runtime.mountinfo import (
+from shifter.runtime.job.teardown import container_mounts
+from shifter.runtime.rootfs.mountinfo import (
     is_self_bind,
     is_under,
     mount_containing,
     parse_mountinfo,
     unescape,
 )
-from shifter.runtime.teardown import container_mounts
 from shifter.sys.caps import Prctl
 from shifter.sys.namespace import Namespace
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shifter.libprep.sshbundle import SSHD_CONFIG
-from shifter.runtime.sshd import SshdError, check_pubkey, sshd_config
+from shifter.runtime.job.sshd import SshdError, check_pubkey, sshd_config
 from shifter.wlm.cgroup import CgroupError, job_cgroup
 
 pytestmark = pytest.mark.unit

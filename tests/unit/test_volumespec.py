@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shifter.errors import ParseError
-from shifter.runtime.volumespec import (
+from shifter.runtime.volumes.spec import (
     DEFAULT_BLOCK_SIZE,
     SPEC_HINT,
     PerNodeCache,

@@ -8,7 +8,7 @@ import pwd
 import pytest
 
 from shifter.errors import ShifterError
-from shifter.runtime.config import parse_udiroot_config
+from shifter.runtime.config.load import parse_udiroot_config
 from shifter.wlm.interface import Allocation
 from shifter.wlm.nodes import NodeError, setup_argv
 from shifter.wlm.slurm import SlurmError, allocation_from, job_fields

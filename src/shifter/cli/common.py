@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import TextIO
 
-    from shifter.runtime.config import UdiRootConfig
+    from shifter.runtime.config.load import UdiRootConfig
 
 EXIT_INTERRUPTED = 130
 EXIT_BUG = 70  # EX_SOFTWARE: an internal error, not the user's

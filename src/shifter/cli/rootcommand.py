@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 from shifter.errors import PermissionDeniedError
-from shifter.runtime.config import UdiRootConfig, config_path, load_udiroot_config
-from shifter.runtime.signature import file_stamp
+from shifter.runtime.config.load import UdiRootConfig, config_path, load_udiroot_config
+from shifter.runtime.rootfs.signature import file_stamp
 
 # What the original gave itself (and its hooks and tools) after clearing its environment.
 ROOT_PATH = "/usr/bin:/usr/sbin:/bin:/sbin"

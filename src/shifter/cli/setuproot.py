@@ -4,7 +4,7 @@
 The original's command line, parsed with getopt as the original did. Order: udiRoot.conf
 is loaded and checked first, then root is required, then the arguments are read (only
 `--help` works before all that). `-s PUBKEY` starts the job's sshd in the container
-(runtime/sshd.py). `-N` writes the hostsfile.
+(runtime/job/sshd.py). `-N` writes the hostsfile.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # `typing` costs start-up time (setupRoot runs in every j
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from shifter.runtime.setup import SetupRequest
+    from shifter.runtime.job.setup import SetupRequest
 
 PROG = "setupRoot"
 # The original's getopt string "Vv:s:u:U:G:N:m:", in `shifter`'s option tables (whose
@@ -72,7 +72,7 @@ def _number(option: str, value: str) -> int:
 def _request(args: list[str]) -> tuple[SetupRequest, bool]:
     from shifter.cli.shifter import UsageError, parse_options
     from shifter.errors import ShifterError
-    from shifter.runtime.setup import SetupRequest
+    from shifter.runtime.job.setup import SetupRequest
 
     try:
         options, positional = parse_options(args, SHORT, LONG, ("volume",))
@@ -105,7 +105,7 @@ def _request(args: list[str]) -> tuple[SetupRequest, bool]:
 
 def _run(args: list[str]) -> int:
     from shifter.cli.rootcommand import load_config_as_root
-    from shifter.runtime.setup import setup_root
+    from shifter.runtime.job.setup import setup_root
     from shifter.runtime.trace import Steps
 
     config, stamp = load_config_as_root(PROG)

@@ -10,7 +10,7 @@ options work (`--ima=...`).
 Order, as in the original: udiRoot.conf is loaded and checked first (only `--help` works
 without it), then the options are checked, then root is refused, then the launch.
 
-First, though, the fast way into a job's container (runtime/enter.py): when setupRoot built
+First, though, the fast way into a job's container (runtime/job/enter.py): when setupRoot built
 one for exactly this request from this very udiRoot.conf (whose safety it checks), `shifter`
 enters it without loading the configuration model or anything heavy. Whatever it cannot
 decide, it leaves to the full launch, which may still enter.
@@ -195,19 +195,19 @@ def _request(options: dict[str, object], command: list[str]) -> object:
 
 
 def _launch(options: dict[str, object] | None, command: list[str], usage: str | None) -> int:
-    from shifter.runtime.environment import caller_environment
+    from shifter.runtime.site.environment import caller_environment
 
     # What the caller gave: os.environ without the LC_CTYPE Python's locale coercion set.
     environ = caller_environment(os.environ)
     if options is not None and usage is None:
-        from shifter.runtime.enter import try_enter
+        from shifter.runtime.job.enter import try_enter
 
         status = try_enter(options, command, environ)
         if status is not None:
             return status
     from shifter.errors import ShifterError
-    from shifter.runtime.config import load_udiroot_config
-    from shifter.runtime.identity import refuse_root
+    from shifter.runtime.config.load import load_udiroot_config
+    from shifter.runtime.identity.user import refuse_root
     from shifter.runtime.launch import launch
 
     config = load_udiroot_config(environ=environ)

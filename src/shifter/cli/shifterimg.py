@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(argv: list[str]) -> int:
     from shifter.cli.shifterimg_common import Context
-    from shifter.runtime.config import load_udiroot_config
+    from shifter.runtime.config.load import load_udiroot_config
 
     parser = build_parser()
     if "-h" in argv or "--help" in argv:
@@ -103,7 +103,7 @@ def _quick(argv: list[str]) -> Callable[[], int] | None:
 
 def _context() -> Context:
     from shifter.cli.shifterimg_common import Context
-    from shifter.runtime.config import load_udiroot_config
+    from shifter.runtime.config.load import load_udiroot_config
 
     return Context(load_udiroot_config())
 

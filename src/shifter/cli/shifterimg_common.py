@@ -10,7 +10,7 @@ from shifter.gwclient import MUNGE_SOCKET_ENV, GatewayClient
 from shifter.gwclient.client import decode_json, is_json_value
 from shifter.gwclient.transport import Reply
 from shifter.image.descriptor import ImageDescriptor, ImageType, parse_descriptor
-from shifter.runtime.config import UdiRootConfig
+from shifter.runtime.config.load import UdiRootConfig
 
 TYPE_CHECKING = False  # `typing` costs `shifterimg lookup` ~2 ms, `dataclasses` ~5 ms
 if TYPE_CHECKING:

@@ -230,7 +230,7 @@ def _udi_image_sshd(steps: Steps, args: argparse.Namespace) -> None:
                                       and not os.path.isfile(HOST_SSHD)):
         return
     from shifter.libprep.sshbundle import build
-    from shifter.runtime.udiimage import installed_udi_image
+    from shifter.runtime.rootfs.udiimage import installed_udi_image
 
     target = installed_udi_image()
     steps.say(f"copy the host's OpenSSH into the udiImage {target}")
@@ -248,7 +248,7 @@ def _group_name(gid: int, fallback: str) -> str:
 def _runtime_dirs(config_path: str) -> list[str]:
     """udiMount and loopMount of the site's udiRoot.conf, or the defaults."""
     if os.path.exists(config_path):
-        from shifter.runtime.config import load_udiroot_config
+        from shifter.runtime.config.load import load_udiroot_config
 
         config = load_udiroot_config(config_path)
         return [config.udi_mount, config.loop_mount]

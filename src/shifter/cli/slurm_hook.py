@@ -23,7 +23,7 @@ PROG = "shifter"
 
 def _submit(args: list[str]) -> int:
     from shifter.errors import ShifterError
-    from shifter.runtime.config import load_udiroot_config
+    from shifter.runtime.config.load import load_udiroot_config
     from shifter.wlm.interface import JobRequest
     from shifter.wlm.submit import pin_request
 
@@ -44,7 +44,7 @@ def _submit(args: list[str]) -> int:
 
 def _node(mode: str, args: list[str]) -> int:
     from shifter.errors import ShifterError
-    from shifter.runtime.config import load_udiroot_config
+    from shifter.runtime.config.load import load_udiroot_config
     from shifter.wlm import nodes
     from shifter.wlm.slurm import Slurm
 

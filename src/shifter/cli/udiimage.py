@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int:
         from shifter.libprep.sshbundle import build
-        from shifter.runtime.udiimage import installed_udi_image
+        from shifter.runtime.rootfs.udiimage import installed_udi_image
 
         target = args.target or installed_udi_image()
         written = build(target)

@@ -15,6 +15,11 @@ from shifter.cli import common
 
 PROG = "unsetupRoot"
 MAX_NAMED = 10  # processes named in the message; the rest are counted
+# How long copies may take to go. At a job's end the epilog can run while the job's
+# processes are still exiting, and a launch in flight holds a copy for a moment before its
+# namespace becomes a slave of the host's; only copies that outlast this are an error.
+COPY_GRACE_S = 3.0
+COPY_RESCAN_S = 0.05
 HELP = """\
 Usage: unsetupRoot [-v] [--debug]
 
@@ -33,7 +38,7 @@ mounts in mount namespaces of their own (made while it was up).
 def _run(args: list[str]) -> int:
     from shifter.cli.rootcommand import load_config_as_root
     from shifter.errors import ShifterError
-    from shifter.runtime.teardown import TeardownError, lingering_copies, teardown
+    from shifter.runtime.job.teardown import TeardownError, lingering_copies, teardown
 
     config, _ = load_config_as_root(PROG)
     unknown = [arg for arg in args if arg not in ("-v", "--verbose", "--debug")]
@@ -46,6 +51,13 @@ def _run(args: list[str]) -> int:
         for device in report.still_attached:
             print(f"{device} stays attached until its last user is gone")
     holders = lingering_copies(config, report.root_devices)
+    if holders:
+        import time
+
+        deadline = time.monotonic() + COPY_GRACE_S
+        while holders and time.monotonic() < deadline:
+            time.sleep(COPY_RESCAN_S)
+            holders = lingering_copies(config, report.root_devices)
     if holders:
         shown = ", ".join(f"{pid} ({name})" for pid, name in holders[:MAX_NAMED])
         more = f" and {len(holders) - MAX_NAMED} more" if len(holders) > MAX_NAMED else ""

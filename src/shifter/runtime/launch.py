@@ -4,7 +4,7 @@ namespaces, enter it, drop privileges, exec the command in place.
 Process structure: there is none to speak of. The launcher *becomes* the command (exec
 in place): signals sent to `shifter`'s PID reach the command, and its exit status is
 shifter's. The only other process is squashfuse, detached from the launcher (see
-fuse.py), which exits by itself when the container's last process does.
+image/fuse.py), which exits by itself when the container's last process does.
 
 Order:
 
@@ -12,12 +12,12 @@ Order:
    access check, modules, volumes (syntax and policy), argv, workdir, environment (the
    env-file is read on the host), /etc content, hooks;
 2. when setupRoot already built a container for exactly this request (same signature),
-   enter it (enter.py) and go to 4; otherwise:
+   enter it (job/enter.py) and go to 4; otherwise:
 3. a user namespace mapping only the caller's uid and gid; /dev/fuse and the squashfuse
-   server (fuse.py); a mount namespace, `/` made a recursive slave (host mounts still
+   server (image/fuse.py); a mount namespace, `/` made a recursive slave (host mounts still
    propagate in, nothing leaks out);
-   the container root at udiMount (vfs.py); chroot into it;
-4. privileges dropped and checked (privileges.py), workdir, module userhooks, exec
+   the container root at udiMount (rootfs/build.py); chroot into it;
+4. privileges dropped and checked (identity/privileges.py), workdir, module userhooks, exec
    (start.py).
 
 A failure at any step ends the process; its namespaces and mounts die with it, so there
@@ -33,27 +33,29 @@ import os
 from collections.abc import Mapping, Sequence
 
 from shifter.errors import ShifterError
-from shifter.runtime import gpu, privileges, start
-from shifter.runtime.command import container_argv, plan_workdir
-from shifter.runtime.config import ModuleConfig, UdiRootConfig
-from shifter.runtime.enter import enter_root, open_matching
-from shifter.runtime.environment import (
+from shifter.runtime import start
+from shifter.runtime.config.load import ModuleConfig, UdiRootConfig
+from shifter.runtime.identity import privileges
+from shifter.runtime.identity.user import current_identity
+from shifter.runtime.image.source import Image, check_acl, check_readable, find_image
+from shifter.runtime.job.enter import enter_root, open_matching
+from shifter.runtime.request.command import container_argv, plan_workdir
+from shifter.runtime.request.selection import choose_image, choose_modules, choose_volumes
+from shifter.runtime.rootfs.build import BuildMode, ContainerPlan, build_container, check_site
+from shifter.runtime.rootfs.etc import plan_etc
+from shifter.runtime.rootfs.signature import container_signature
+from shifter.runtime.site import gpu
+from shifter.runtime.site.environment import (
     apply_site_env,
     build_environment,
     host_environment,
     parse_env_option,
     read_env_file,
 )
-from shifter.runtime.etc import plan_etc
-from shifter.runtime.identity import current_identity
-from shifter.runtime.imagesource import Image, check_acl, check_readable, find_image
-from shifter.runtime.modules import select_modules
-from shifter.runtime.selection import choose_image, choose_modules, choose_volumes
-from shifter.runtime.signature import container_signature
+from shifter.runtime.site.modules import select_modules
 from shifter.runtime.trace import Steps
-from shifter.runtime.vfs import BuildMode, ContainerPlan, build_container, check_site
-from shifter.runtime.volumes import check_user_volume
-from shifter.runtime.volumespec import VolumeSpec, parse_volume_specs
+from shifter.runtime.volumes.policy import check_user_volume
+from shifter.runtime.volumes.spec import VolumeSpec, parse_volume_specs
 
 UNPRIVILEGED_FORMATS = ("squashfs", "VFS", "local")
 GPU_VARIABLE = "CUDA_VISIBLE_DEVICES"  # selects among the site's GPUs (gpu.py)
@@ -203,7 +205,7 @@ def _enter_private_container(
     steps: Steps,
     gpus: gpu.GpuPlan | None,
 ) -> None:
-    from shifter.runtime.fuse import SquashfuseServer
+    from shifter.runtime.image.fuse import SquashfuseServer
     from shifter.sys.mount import MountFlag, mount
     from shifter.sys.namespace import Namespace, enter_user_namespace, unshare
     from shifter.sys.root import chroot

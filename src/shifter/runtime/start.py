@@ -13,13 +13,13 @@ import os
 import sys
 
 from shifter.errors import ShifterError
-from shifter.runtime import privileges
+from shifter.runtime.identity import privileges
 
 TYPE_CHECKING = False  # the enter path: `typing` and `collections.abc` cost start-up time
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-    from shifter.runtime.command import WorkdirPlan
+    from shifter.runtime.request.command import WorkdirPlan
 
 EXIT_NOT_FOUND = 127  # like a shell: the command does not exist
 EXIT_NOT_EXECUTABLE = 126  # like a shell: it exists but cannot be run
@@ -29,7 +29,7 @@ def prepare(userhooks: Sequence[tuple[str, str]]) -> None:
     """Import now what `run_in_container` will need inside the container."""
     if userhooks:
         from shifter import proc  # noqa: F401  (run_hook starts the hook through it)
-        from shifter.runtime import hooks  # noqa: F401
+        from shifter.runtime.site import hooks  # noqa: F401
 
 
 def run_in_container(
@@ -47,7 +47,7 @@ def run_in_container(
     privileges.drop_privileges(uid, gid, None)
     enter_workdir(workdir)
     if userhooks:
-        from shifter.runtime.hooks import run_hook  # imported by `prepare`
+        from shifter.runtime.site.hooks import run_hook  # imported by `prepare`
 
         for key, path in userhooks:
             run_hook(path, key, os.getcwd())

@@ -1,7 +1,7 @@
 """openat2(2) with RESOLVE_IN_ROOT: the kernel's own "resolve as if chrooted" lookup.
 
 Kernels before 5.6 lack it, so the runtime resolves container paths itself
-(`shifter.runtime.pathguard`); the tests use this as the independent reference.
+(`shifter.runtime.volumes.pathguard`); the tests use this as the independent reference.
 """
 
 from __future__ import annotations

@@ -21,12 +21,12 @@ from collections.abc import Mapping
 from shifter.errors import ShifterError
 from shifter.image.descriptor import ImageType, parse_descriptor
 from shifter.proc import run
-from shifter.runtime.config import UdiRootConfig
-from shifter.runtime.modules import select_modules
-from shifter.runtime.signature import SIGNATURE_FILE
-from shifter.runtime.sshd import check_pubkey
-from shifter.runtime.volumes import check_user_volume
-from shifter.runtime.volumespec import parse_volume_specs
+from shifter.runtime.config.load import UdiRootConfig
+from shifter.runtime.job.sshd import check_pubkey
+from shifter.runtime.rootfs.signature import SIGNATURE_FILE
+from shifter.runtime.site.modules import select_modules
+from shifter.runtime.volumes.policy import check_user_volume
+from shifter.runtime.volumes.spec import parse_volume_specs
 from shifter.wlm import cgroup
 from shifter.wlm.interface import BatchSystem
 from shifter.wlm.state import JobRecords

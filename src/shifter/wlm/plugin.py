@@ -16,7 +16,7 @@ from importlib import resources
 
 from shifter.errors import ShifterError, ToolNotFoundError
 from shifter.proc import run
-from shifter.runtime.config import DEFAULT_CONFIG_PATH
+from shifter.runtime.config.load import DEFAULT_CONFIG_PATH
 from shifter.wlm.state import STATE_DIR
 
 PLUGIN_NAME = "shifter_slurm.so"

@@ -2,7 +2,7 @@
 made with ssh-keygen when missing (`~/.udiRoot` 0700, the private key 0600), refused when
 an existing one is readable by others (ssh would refuse it later, on a node, mid-job).
 Its public key travels to the prolog in the job's control environment
-(`SHIFTER_SSH_PUBKEY`), where root checks it again (runtime/sshd.py). Root never writes
+(`SHIFTER_SSH_PUBKEY`), where root checks it again (runtime/job/sshd.py). Root never writes
 here: this runs as the submitting user."""
 
 from __future__ import annotations

@@ -23,12 +23,12 @@ from collections.abc import Mapping, Sequence
 
 from shifter.errors import ShifterError
 from shifter.image.descriptor import ImageDescriptor, ImageType, parse_descriptor
-from shifter.runtime.config import UdiRootConfig
-from shifter.runtime.imagesource import check_acl, check_readable, find_image
-from shifter.runtime.lookup import gateway_lookup
-from shifter.runtime.modules import select_modules
-from shifter.runtime.volumes import check_user_volume
-from shifter.runtime.volumespec import parse_volume_specs
+from shifter.runtime.config.load import UdiRootConfig
+from shifter.runtime.image.lookup import gateway_lookup
+from shifter.runtime.image.source import check_acl, check_readable, find_image
+from shifter.runtime.site.modules import select_modules
+from shifter.runtime.volumes.policy import check_user_volume
+from shifter.runtime.volumes.spec import parse_volume_specs
 from shifter.wlm.interface import JobRequest
 
 IMAGE_HINT = "e.g. --image=docker:ubuntu:22.04; `shifterimg images` lists what is ready"

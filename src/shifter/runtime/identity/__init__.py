@@ -1,0 +1,3 @@
+"""Who runs the container: the user's passwd record and groups, dropping privileges, and the
+job's shared user namespace.
+"""
