@@ -94,19 +94,27 @@ def test_lazy_detach_with_a_process_still_inside(root_site: RootSite) -> None:
     assert wait_for_no_loops(root_site.images.path) == {}
 
 
+def _sleep_in_own_mount_namespace(seconds: int) -> subprocess.Popen[bytes]:
+    """`sleep` in a mount namespace of its own with private propagation, once it runs."""
+    own = os.readlink("/proc/self/ns/mnt")
+    holder = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sleep", str(seconds)]
+    )
+    deadline = time.monotonic() + 30
+    while os.readlink(f"/proc/{holder.pid}/ns/mnt") == own or Path(
+        f"/proc/{holder.pid}/comm"
+    ).read_text() != "sleep\n":
+        assert time.monotonic() < deadline, "unshare did not start sleep"
+        time.sleep(0.02)
+    return holder
+
+
 def test_copies_in_another_mount_namespace_are_named(root_site: RootSite) -> None:
     setup_ok(root_site)
-    own = os.readlink("/proc/self/ns/mnt")
     # A process that makes its own mount namespace while the container is up (private
     # propagation: the host's detach does not reach its copy).
-    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "600"])
+    holder = _sleep_in_own_mount_namespace(600)
     try:
-        deadline = time.monotonic() + 30
-        while os.readlink(f"/proc/{holder.pid}/ns/mnt") == own or Path(
-            f"/proc/{holder.pid}/comm"
-        ).read_text() != "sleep\n":
-            assert time.monotonic() < deadline, "unshare did not start sleep"
-            time.sleep(0.02)
         result = root_site.unsetup()
         assert result.returncode == 1, result.stderr
         assert "copies of the container's mounts live on in other mount namespaces" in (
@@ -125,16 +133,9 @@ def test_copies_in_another_mount_namespace_are_named(root_site: RootSite) -> Non
 
 def test_copies_that_go_within_the_grace_are_no_error(root_site: RootSite) -> None:
     setup_ok(root_site)
-    own = os.readlink("/proc/self/ns/mnt")
     # A job's process still exiting when the epilog runs: its copy goes a moment later.
-    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "1"])
+    holder = _sleep_in_own_mount_namespace(1)
     try:
-        deadline = time.monotonic() + 30
-        while os.readlink(f"/proc/{holder.pid}/ns/mnt") == own or Path(
-            f"/proc/{holder.pid}/comm"
-        ).read_text() != "sleep\n":
-            assert time.monotonic() < deadline, "unshare did not start sleep"
-            time.sleep(0.02)
         result = root_site.unsetup()
         assert holder.poll() is not None  # unsetupRoot waited for it
         assert (result.returncode, result.stderr) == (0, "")

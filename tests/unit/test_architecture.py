@@ -46,21 +46,34 @@ def _top_package(module_path: Path) -> str:
     return rel.parts[0].removesuffix(".py")
 
 
-def _shifter_imports(module_path: Path) -> set[str]:
+def _imported_modules(module_path: Path) -> set[str]:
+    """Every absolute module name the file imports (`from P import n` counts as `P.n`
+    too, since n may be a module)."""
     tree = ast.parse(module_path.read_text(), filename=str(module_path))
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-        else:
-            continue
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "shifter" and len(parts) > 1:
-                found.add(parts[1])
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
+
+
+def _parts_below(module_path: Path, prefix: tuple[str, ...]) -> set[str]:
+    """The names right below `prefix` (e.g. ("shifter",)) that the file imports."""
+    found = set()
+    for name in _imported_modules(module_path):
+        parts = tuple(name.split("."))
+        below = parts[len(prefix)] if len(parts) > len(prefix) else "__"
+        # `from shifter import __version__` names no package
+        if parts[: len(prefix)] == prefix and not below.startswith("__"):
+            found.add(below)
+    return found
+
+
+def _shifter_imports(module_path: Path) -> set[str]:
+    return _parts_below(module_path, ("shifter",))
 
 
 def _modules() -> list[Path]:
@@ -95,22 +108,7 @@ def _runtime_part(module_path: Path) -> str:
 
 
 def _runtime_imports(module_path: Path) -> set[str]:
-    tree = ast.parse(module_path.read_text(), filename=str(module_path))
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-            if node.module == "shifter.runtime":
-                names = [f"shifter.runtime.{alias.name}" for alias in node.names]
-        else:
-            continue
-        for name in names:
-            parts = name.split(".")
-            if parts[:2] == ["shifter", "runtime"] and len(parts) > 2:
-                found.add(parts[2])
-    return found
+    return _parts_below(module_path, ("shifter", "runtime"))
 
 
 def _runtime_modules() -> list[Path]:
