@@ -207,3 +207,31 @@ def test_expiring_one_of_two_tags_narrows_the_files_after_the_tag_is_gone(
     assert _image_users(published) == {ALICE.uid}
     assert read_meta(str(image_dir / f"{IMAGE}.meta")).user_acl == (ALICE.uid,)
     assert gateway.manager.lookup(SYSTEM, "docker", "p:1", ALICE).image_id == IMAGE
+
+
+def test_a_failed_access_job_is_tried_again_later_then_given_up(gateway: Gateway) -> None:  # noqa: F811
+    for tag, requester in (("p:1", ALICE), ("p:public", BOB)):
+        record, _ = pull(gateway, tag, requester)
+        gateway.lifecycle.complete(gateway.claim(record.pk), Outcome(
+            image_id=IMAGE, private=False, user_acl=(), group_acl=(), requester=requester))
+    assert gateway.manager.expire(SYSTEM, "docker", "p:public", ADMIN) is True
+    with gateway.store.reading() as conn:
+        (ready,) = images.with_status(conn, SYSTEM, [Status.READY])
+    ready_pk = ready.pk
+    retries = []
+    for attempt in range(4):
+        job = gateway.claim(ready_pk)
+        assert (job.kind, job.params.get("retry", 0)) == ("access", attempt)
+        assert gateway.lifecycle.fail(job, "ssh: connect to host: Connection refused")
+        retries.append(job.params.get("retry", 0))
+        # The retry waits: 30 s, then 60 and 120.
+        nothing = gateway.store.write(lambda conn: jobs.claim_next(
+            conn, "worker", lease_s=60, now=gateway.clock()))
+        assert nothing is None
+        gateway.clock.advance(30 * 2**attempt)
+    assert retries == [0, 1, 2, 3]
+    gateway.clock.advance(10_000)
+    given_up = gateway.store.write(lambda conn: jobs.claim_next(
+        conn, "worker", lease_s=60, now=gateway.clock()))
+    assert given_up is None
+    assert gateway.manager.lookup(SYSTEM, "docker", "p:1", ALICE).image_id == IMAGE

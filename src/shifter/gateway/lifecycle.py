@@ -36,6 +36,11 @@ from shifter.gateway.records import ImageRecord, Requester, Status, TagAccess, t
 from shifter.gateway.store import MetadataStore
 from shifter.gateway.store_jobs import Job
 
+# A failed `access` job (an ssh hiccup to a remote platform) leaves the files wider than
+# the tags need: it is queued again, ACCESS_RETRY_S, then twice and four times that later.
+ACCESS_RETRIES = 3
+ACCESS_RETRY_S = 30.0
+
 log = logging.getLogger(__name__)
 
 FilesFor = Callable[[ImageRecord], ImageFiles]
@@ -134,14 +139,27 @@ class Lifecycle:
             if not jobs.finish(conn, job.pk, job.claim, instance=self.instance_id,
                                outcome=f"failed: {message}", now=now):
                 return False
-            # An access job works on a READY image, which stays READY (its files keep the
-            # wider access; the next change of the image settles them again).
-            if job.image_pk is not None and job.kind != "access":
+            # An access job works on a READY image, which stays READY; its files keep the
+            # wider access until a retry (or the image's next change) settles them.
+            if job.kind == "access":
+                self._retry_access(conn, job, now)
+            elif job.image_pk is not None:
                 images.update_record(conn, job.image_pk, status=Status.FAILURE,
                                      status_message=message, last_heartbeat=now)
             return True
 
         return self.store.write(change)
+
+    def _retry_access(self, conn: Connection, job: Job, now: float) -> None:
+        retry = int(job.params.get("retry", 0)) + 1
+        if retry > ACCESS_RETRIES:
+            log.error("image %s on %s: its files keep a wider access than its tags need "
+                      "after %d failed attempts to narrow them; the image's next change "
+                      "settles them", job.params.get("image_id"), job.system, retry)
+            return
+        jobs.add_job(conn, kind="access", system=job.system, image_pk=job.image_pk,
+                     params={**job.params, "retry": retry}, accepted_by=self.instance_id,
+                     now=now, not_before=now + ACCESS_RETRY_S * 2 ** (retry - 1))
 
     def discard(self, job: Job, why: str) -> bool:
         """Finish a job whose record is gone (replaced or cleaned up meanwhile)."""

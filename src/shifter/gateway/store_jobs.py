@@ -69,6 +69,7 @@ def add_job(
     accepted_by: str,
     now: float,
     needs_credentials: bool = False,
+    not_before: float = 0.0,
 ) -> int:
     result = conn.execute(
         insert(jobs).values(
@@ -79,7 +80,7 @@ def add_job(
             state=QUEUED,
             needs_credentials=needs_credentials,
             accepted_by=accepted_by,
-            not_before=0.0,
+            not_before=not_before,
             attempts=0,
             created=now,
         )
