@@ -183,13 +183,21 @@ def test_a_ccm_job_sshes_between_its_nodes_in_the_host_environment(
     slurm: Slurm, ccm_enabled: None
 ) -> None:
     marker = slurm.site.config  # a host file: only the host environment has it
+    # The batch script itself runs in the CCM container (only it has /opt/udiImage); ssh
+    # from there lands in the other node's.
     script = f"""#!/bin/sh
+ls /opt/udiImage/sbin
 ssh -p 1204 -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \\
     -o LogLevel=ERROR -i "$HOME/.udiRoot/id_rsa.key" {slurm.cluster.nodes[1]} \\
     '{HOSTNAME}; ls {marker}; ls /opt/udiImage/sbin'
 """
+    assert not os.path.exists("/opt/udiImage")
     job_id, out = slurm.batch("-N", "2", "--exclusive", "--ccm", script=script)
-    assert out.splitlines() == [slurm.cluster.nodes[1], str(marker), "sshd"], out
+    assert out.splitlines() == ["sshd", slurm.cluster.nodes[1], str(marker), "sshd"], out
     assert slurm.wait_job(job_id) == "COMPLETED"
+    # A step's tasks run in it too, on every node (salloc's own shell stays on the host).
+    steps = slurm.run("salloc", "--ccm", "-N", "2", "--exclusive",
+                      "srun", "-N", "2", "ls", "/opt/udiImage/sbin")  # fmt: skip
+    assert (steps.returncode, steps.stdout) == (0, "sshd\nsshd\n"), steps.stderr
     slurm.wait_idle()
     assert _sshd_processes() == []

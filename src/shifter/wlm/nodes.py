@@ -88,6 +88,17 @@ def setup_argv(
     return [*argv, "--", str(descriptor.type), descriptor.spec]
 
 
+def _ccm(environ: Mapping[str, str]) -> bool:
+    """A --ccm job (the site allows it, and the job's image is the site's own `local:/`,
+    as the submit check pinned it): its tasks are to run inside the container."""
+    return (
+        environ.get("SHIFTER_ENABLE_CCM") == "1"
+        and environ.get("SPANK_SHIFTER_CCM") == "1"
+        and environ.get("SPANK_SHIFTER_IMAGETYPE") == "local"
+        and environ.get("SPANK_SHIFTER_IMAGE") == "/"
+    )
+
+
 def _root_env(config: UdiRootConfig) -> dict[str, str]:
     return {"PATH": "/usr/bin:/usr/sbin:/bin:/sbin", "SHIFTER_CONFIG": config.source}
 
@@ -128,6 +139,8 @@ def prolog(config: UdiRootConfig, environ: Mapping[str, str], system: BatchSyste
         except ShifterError as error:
             raise NodeError(f"setupRoot failed: {_tool_reason(error)}") from error
         records.write(records.setup, f"{allocation.uid}\n")
+        if _ccm(environ):
+            records.write(records.ccm, f"{config.udi_mount}\n")
         done = time.monotonic()
         return (f"setupRoot on {node} for job {job_id} in {done - started:.3f} s "
                 f"(prolog {done - began:.3f} s)")  # fmt: skip

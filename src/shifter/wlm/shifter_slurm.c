@@ -14,6 +14,10 @@
  *   an image:  HOOK prolog|epilog CONFIG  with a fixed environment built here (never the
  *     job's): the values the job's control environment holds are re-validated in Python.
  *     The prolog always succeeds: in Slurm 22.05 a failing prolog drains the node.
+ *   task_init_privileged (every task, as root, before slurmstepd becomes the user): in a
+ *     --ccm job whose prolog built the container on this node (its record names udiMount),
+ *     chroot the task into it, so the batch script and every task run in the CCM
+ *     environment, as the original did.
  *   task_init (every task of every step, as the user): when the prolog left a failure
  *     record for this job on this node, print its reason and fail the task.
  *
@@ -28,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -286,8 +291,8 @@ static int job_script(spank_t sp, const char *what) {
         slurm_error("shifter: %s: cannot get the job's id or uid", what);
         return 0;
     }
-    static char bufs[13][VALUE_MAX + 64];
-    char *envp[14];
+    static char bufs[15][VALUE_MAX + 64];
+    char *envp[16];
     int n = 0;
     char number[32];
     add_env(envp, &n, bufs[n], sizeof(bufs[0]), "PATH", "/usr/bin:/usr/sbin:/bin:/sbin");
@@ -308,6 +313,8 @@ static int job_script(spank_t sp, const char *what) {
     add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SHIFTER_ENABLE_SSHD", enable_sshd ? "1" : "0");
     add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SPANK_SHIFTER_SSH_PUBKEY",
             getenv("SPANK_SHIFTER_SSH_PUBKEY"));
+    add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SHIFTER_ENABLE_CCM", enable_ccm ? "1" : "0");
+    add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SPANK_SHIFTER_CCM", getenv("SPANK_SHIFTER_CCM"));
     if (memory_cgroup[0] != '\0')
         add_env(envp, &n, bufs[n], sizeof(bufs[0]), "SHIFTER_MEMORY_CGROUP", memory_cgroup);
     envp[n] = NULL;
@@ -332,23 +339,59 @@ int slurm_spank_job_epilog(spank_t sp, int ac, char **av) {
     return job_script(sp, "epilog");
 }
 
+/* Read this job's record SUFFIX on this node (SHIFTER_STATE_DIR/NODE/job_ID.SUFFIX, written
+ * by the prolog as root) into `text`; 0 if there is one. */
+static int job_record(spank_t sp, const char *suffix, char *text, size_t size) {
+    uint32_t job_id = 0;
+    char node[256] = "", path[512];
+    if (spank_get_item(sp, S_JOB_ID, &job_id) != ESPANK_SUCCESS) return -1;
+    if (spank_getenv(sp, "SLURMD_NODENAME", node, sizeof(node)) != ESPANK_SUCCESS &&
+        gethostname(node, sizeof(node)) != 0)
+        return -1;
+    if (strchr(node, '/') != NULL) return -1;
+    snprintf(path, sizeof(path), "%s/%s/job_%u.%s", SHIFTER_STATE_DIR, node, job_id, suffix);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return -1;
+    struct stat st;
+    ssize_t got = fstat(fd, &st) == 0 && st.st_uid == 0 ? read(fd, text, size - 1) : -1;
+    close(fd);
+    text[got > 0 ? got : 0] = '\0';
+    return got < 0 ? -1 : 0;
+}
+
+/* --ccm: the task goes into the job's container (udiMount, which the prolog's record
+ * names) while still root; slurmstepd then becomes the user and changes to the job's
+ * working directory inside it (or /tmp). The working directory is kept here too, reached
+ * as the user (a root-squashed home is readable only by its owner). */
+int slurm_spank_task_init_privileged(spank_t sp, int ac, char **av) {
+    (void)ac; (void)av;
+    char root[VALUE_MAX], cwd[VALUE_MAX];
+    if (job_record(sp, "ccm", root, sizeof(root)) != 0) return 0;
+    root[strcspn(root, "\n")] = '\0';
+    if (root[0] != '/') return 0;
+    uid_t uid;
+    gid_t gid;
+    if (spank_get_item(sp, S_JOB_UID, &uid) != ESPANK_SUCCESS ||
+        spank_get_item(sp, S_JOB_GID, &gid) != ESPANK_SUCCESS || uid == 0)
+        return -1;
+    if (getcwd(cwd, sizeof(cwd)) == NULL) cwd[0] = '\0';
+    if (chdir(root) != 0 || chroot(".") != 0) {
+        slurm_error("shifter: --ccm: cannot enter the job's container %s: %m", root);
+        return -1;
+    }
+    if (setegid(gid) != 0 || seteuid(uid) != 0) return -1;
+    int in_cwd = cwd[0] != '\0' && chdir(cwd) == 0;
+    if (seteuid(0) != 0 || setegid(0) != 0) return -1;
+    if (!in_cwd && chdir("/tmp") != 0 && chdir("/") != 0) return -1;
+    return 0;
+}
+
 /* A task of a job whose container could not be prepared on this node fails with the
  * prolog's reason (SHIFTER_STATE_DIR/NODE/job_ID.failed, written by the prolog). */
 int slurm_spank_task_init(spank_t sp, int ac, char **av) {
     (void)ac; (void)av;
-    uint32_t job_id = 0;
-    char node[256] = "", path[512], reason[2048];
-    if (spank_get_item(sp, S_JOB_ID, &job_id) != ESPANK_SUCCESS) return 0;
-    if (spank_getenv(sp, "SLURMD_NODENAME", node, sizeof(node)) != ESPANK_SUCCESS &&
-        gethostname(node, sizeof(node)) != 0)
-        return 0;
-    if (strchr(node, '/') != NULL) return 0;
-    snprintf(path, sizeof(path), "%s/%s/job_%u.failed", SHIFTER_STATE_DIR, node, job_id);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return 0;
-    ssize_t got = read(fd, reason, sizeof(reason) - 1);
-    close(fd);
-    reason[got > 0 ? got : 0] = '\0';
+    char reason[2048];
+    if (job_record(sp, "failed", reason, sizeof(reason)) != 0) return 0;
     fprintf(stderr, "shifter: %s", reason[0] ? reason : "the job's container failed\n");
     fflush(stderr);
     return -1;

@@ -103,7 +103,7 @@ def _ccm(request: JobRequest, config: UdiRootConfig, uid: int, sshd: bool) -> di
             "system does not allow",
             hint="the site sets allowLocalChroot=1 in udiRoot.conf for CCM",
         )
-    return {"SHIFTER_IMAGETYPE": "local", "SHIFTER_IMAGE": "/",
+    return {"SHIFTER_IMAGETYPE": "local", "SHIFTER_IMAGE": "/", "SHIFTER_CCM": "1",
             "SHIFTER_SSH_PUBKEY": job_public_key(pwd.getpwuid(uid).pw_dir)}
 
 
