@@ -59,17 +59,17 @@ print(json.dumps(samples))
 """
 
 
-def _quartiles(values: list[float]) -> dict[str, float]:
+def quartiles(values: list[float]) -> dict[str, float]:
     q1, median, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
     return {"median": median, "q1": q1, "q3": q3, "n": len(values)}
 
 
-def _user_env(cluster: SlurmCluster, config: Path) -> dict[str, str]:
+def user_env(cluster: SlurmCluster, config: Path) -> dict[str, str]:
     return {**cluster.env(), "PATH": f"{BIN}:/usr/bin:/usr/sbin:/bin:/sbin",
             "SHIFTER_CONFIG": str(config)}  # fmt: skip
 
 
-def _as_user(user: str, argv: list[str]) -> list[str]:
+def as_user(user: str, argv: list[str]) -> list[str]:
     return ["/usr/sbin/runuser", "-u", user, "--", *argv]
 
 
@@ -80,7 +80,7 @@ def steps(cluster: SlurmCluster, config: Path, image: str, user: str, runs: int,
     driver.chmod(0o644)
     argv = ["salloc", f"--image=id:{image}", "-N", "3", "--exclusive",
             "/usr/bin/python3", str(driver), str(runs)]  # fmt: skip
-    result = subprocess.run(_as_user(user, argv), env=_user_env(cluster, config), cwd=work,
+    result = subprocess.run(as_user(user, argv), env=user_env(cluster, config), cwd=work,
                             capture_output=True, text=True, check=True)  # fmt: skip
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -94,7 +94,7 @@ def _job_time(cluster: SlurmCluster, config: Path, user: str, work: Path, args: 
     argv = ["sbatch", "--parsable", "-o", "/dev/null", *args, "-N", "3", "--exclusive",
             "--wrap", wrapped]  # fmt: skip
     started = time.time()
-    result = subprocess.run(_as_user(user, argv), env=_user_env(cluster, config), cwd=work,
+    result = subprocess.run(as_user(user, argv), env=user_env(cluster, config), cwd=work,
                             capture_output=True, text=True, check=True)  # fmt: skip
     while not stamp.exists() or not stamp.read_text().strip():
         time.sleep(0.01)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         if cluster is not None:
             cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
-    summary = {part: {name: _quartiles(values) for name, values in results[part].items()}
+    summary = {part: {name: quartiles(values) for name, values in results[part].items()}
                for part in ("steps", "jobs", "per_node")}  # fmt: skip
     print(f"image: {results['image']}")
     for part, rows in summary.items():

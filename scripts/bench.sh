@@ -15,6 +15,8 @@
 #                                       (bench/mpi.py, --user NAME): under a minute
 #   scripts/bench.sh mpi_nodes [ARGS]   the same across a private Slurm's nodes
 #                                       (bench/mpi_nodes.py): about a minute
+#   scripts/bench.sh ssh [ARGS]         ssh between a job's nodes, the job's sshd in the
+#                                       container vs a host sshd (bench/ssh.py): ~30 s
 #
 # Results go to stdout as Markdown tables; docs/performance.md records them.
 set -euo pipefail
@@ -24,11 +26,11 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "bench.sh: run as root (it installs Debian packages, runs debootstrap, mounts)" >&2
     exit 1
 fi
-benchmarks=(convert launch lookup gateway slurm mpi mpi_nodes)  # convert first: it caches the Debian tree launch uses
+benchmarks=(convert launch lookup gateway slurm mpi mpi_nodes ssh)  # convert first: it caches the Debian tree launch uses
 if [ "$#" -gt 0 ]; then
     case "$1" in
-        convert|launch|lookup|gateway|slurm|mpi|mpi_nodes) benchmarks=("$1"); shift ;;
-        *) echo "bench.sh: unknown benchmark '$1' (convert, launch, lookup, gateway, slurm, mpi or mpi_nodes)" >&2
+        convert|launch|lookup|gateway|slurm|mpi|mpi_nodes|ssh) benchmarks=("$1"); shift ;;
+        *) echo "bench.sh: unknown benchmark '$1' (convert, launch, lookup, gateway, slurm, mpi, mpi_nodes or ssh)" >&2
            exit 2 ;;
     esac
 fi

@@ -188,6 +188,46 @@ def test_a_taken_port_fails_setuproot_and_leaves_nothing(sshd_site: tuple[RootSi
     assert _sshd_pids(root_site) == []
 
 
+def test_a_users_ssh_config_for_all_hosts_is_read_first(
+    sshd_site: tuple[RootSite, int, Path]
+) -> None:
+    """docs/sshd.md: `~/.ssh/config` comes before the container's /etc/ssh/ssh_config. An
+    IdentityFile of its own adds a key (ssh offers both, the job's key still works); a Port
+    of its own wins and ssh fails; `-F /etc/ssh/ssh_config` leaves the user's file out."""
+    root_site, _, keys = sshd_site
+    # The users' homes in the container are this directory (as sites mount /home).
+    user_home = Path(os.path.expanduser(f"~{TEST_USER}"))
+    homes = Path(tempfile.mkdtemp(prefix="shifter-sshd-homes-"))
+    home = homes / user_home.name
+    try:
+        (home / ".ssh").mkdir(parents=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(home / ".ssh" / "other")], check=True)  # fmt: skip
+        for path in (home, home / ".ssh", *(home / ".ssh").iterdir()):
+            os.chown(path, uid_of(TEST_USER), gid_of(TEST_USER))
+        homes.chmod(0o755)
+        root_site.configure(optUdiImage=root_site.site.root / "udiImage",
+                            siteFs=f"{keys}:/keys;{homes}:{user_home.parent}")  # fmt: skip
+        assert root_site.setup("-s", _pubkey(keys)).returncode == 0
+        config = home / ".ssh" / "config"
+        config.touch()
+        os.chown(config, uid_of(TEST_USER), gid_of(TEST_USER))  # ssh refuses it otherwise
+        ssh = ["/opt/udiImage/bin/ssh", "-o", "BatchMode=yes"]
+        remote = [_node_address(), "echo reached"]
+        config.write_text("Host *\n    IdentityFile ~/.ssh/other\n")
+        out = root_site.run("--image=" + root_site.images.ref("main"), *ssh, *remote)
+        assert (out.returncode, out.stdout) == (0, "reached\n"), out.stderr
+        config.write_text("Host *\n    Port 1\n")
+        failed = root_site.run("--image=" + root_site.images.ref("main"), *ssh, *remote)
+        assert failed.returncode == 255 and "port 1: Connection refused" in failed.stderr
+        out = root_site.run("--image=" + root_site.images.ref("main"), *ssh,
+                            "-F", "/etc/ssh/ssh_config", *remote)  # fmt: skip
+        assert (out.returncode, out.stdout) == (0, "reached\n"), out.stderr
+    finally:
+        root_site.unsetup()
+        shutil.rmtree(homes)
+
+
 @pytest.mark.parametrize("key", [
     "ssh-rsa",  # no key material
     'command="/bin/sh" ssh-rsa AAAAB3NzaC1yc2E test',  # authorized_keys options

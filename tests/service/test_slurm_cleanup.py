@@ -68,9 +68,11 @@ def test_a_job_cancelled_mid_run_is_cleaned_up(slurm: Slurm) -> None:
 
 def test_the_epilog_ends_what_escaped_slurm_in_the_container(slurm: Slurm) -> None:
     image = f"--image={slurm.site.images.ref('main')}"
-    # A double fork into a new session, its output elsewhere: Slurm loses track of it.
-    escape = "(setsid sleep 3172 </dev/null >/dev/null 2>&1 &); sleep 1"
-    script = f"#!/bin/sh\nsrun shifter sh -c '{escape}'\n"
+    # Slurm (proctrack/cgroup) tracks everything a step starts; what the job's sshd starts
+    # is outside its steps (extern_cgroup is off here): a sleeper started through ssh.
+    escape = "setsid sleep 3172 </dev/null >/dev/null 2>&1 &"
+    node = slurm.cluster.nodes[0]
+    script = f"#!/bin/sh\nsrun shifter /opt/udiImage/bin/ssh {node} '{escape}'\nsleep 1\n"
     job_id, _ = slurm.batch(image, "-N", "1", "--exclusive", script=script)
     # Two: the escaped sleeper and the job's sshd (the cluster runs with enable_sshd=1).
     wait_for(lambda: f"for job {job_id} (2 processes ended)" in slurm.slurmd_log(),

@@ -91,6 +91,56 @@ def _memory_line(uid: int, job_id: str) -> str:
     return f"{number}:memory:/shifter/uid_{uid}/job_{job_id}"
 
 
+@pytest.fixture
+def extern_cgroup(slurm: Slurm) -> Iterator[None]:
+    """extern_cgroup=1 in plugstack.conf for one test (read anew by every job's prolog and
+    slurmstepd); restored afterwards."""
+    plugstack = slurm.cluster.directory / "plugstack.conf"
+    saved = plugstack.read_text()
+    plugstack.write_text(saved.replace("enable_sshd=1", "enable_sshd=1 extern_cgroup=1"))
+    try:
+        yield
+    finally:
+        plugstack.write_text(saved)
+
+
+def test_with_extern_cgroup_slurm_itself_ends_the_sshd_and_its_sessions(
+    slurm: Slurm, extern_cgroup: None
+) -> None:
+    image = slurm.site.images.ref("main")
+    uid = pwd.getpwnam(TEST_USER).pw_uid
+    first, second = slurm.cluster.nodes[:2]
+    steps = "/sys/fs/cgroup/freezer/slurm_$n/uid_$(id -u)/job_$SLURM_JOB_ID/step_extern"
+    # Each node's sshd (listener) with its freezer cgroup, each node's extern step members,
+    # then a session the sshd on the second node started.
+    script = f"""#!/bin/sh
+for pid in $(pgrep -u "$(id -u)" -f '{SSHD} -D'); do echo "sshd $pid $(grep :freezer: /proc/$pid/cgroup)"; done
+for n in {first} {second}; do echo "procs $n $(cat {steps}/cgroup.procs | tr '\n' ' ')"; done
+srun -N 1 -w {first} shifter {SSH} {second} 'grep :freezer: /proc/self/cgroup' | sed 's/^/session /'
+"""  # noqa: E501
+    job_id, out = slurm.batch("-N", "2", "--exclusive", f"--image={image}", script=script)
+    sshds = [line.split() for line in out.splitlines() if line.startswith("sshd ")]
+    procs = {line.split()[1]: line.split()[2:] for line in out.splitlines()
+             if line.startswith("procs ")}  # fmt: skip
+    extern = {node: f"/slurm_{node}/uid_{uid}/job_{job_id}/step_extern" for node in (first, second)}
+    assert len(sshds) == 2, out
+    assert sorted(line[2].split(":", 2)[2] for line in sshds) == sorted(extern.values()), out
+    for node in (first, second):  # each node's extern step holds its node's sshd
+        assert any(pid in procs[node] and cgroup.endswith(extern[node])
+                   for _, pid, cgroup in sshds), out  # fmt: skip
+    session = [line for line in out.splitlines() if line.startswith("session ")]
+    assert [line.split(":", 2)[2] for line in session] == [extern[second]], out
+    assert slurm.wait_job(job_id) == "COMPLETED"
+    slurm.wait_idle()
+    log = slurm.slurmd_log()
+    for node in (first, second):
+        assert f"shifter extern job {job_id}: job {job_id}: 1 container processes moved" in log
+        # Slurm ended them with the extern step, before the epilog looked.
+        assert f"unsetupRoot on {node} for job {job_id} (0 processes ended)" in log, log
+    assert _sshd_processes() == []
+    assert not Path(f"/sys/fs/cgroup/freezer/slurm_{first}/uid_{uid}/job_{job_id}").exists()
+
+
 def test_another_user_cannot_log_in_to_the_jobs_sshd(slurm: Slurm) -> None:
     image = slurm.site.images.ref("main")
     # The job waits for the other user's attempt (a file appears), then ends.

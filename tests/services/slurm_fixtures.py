@@ -239,8 +239,10 @@ def slurm(slurm_site: SlurmSite, munged: Any) -> Iterator[Slurm]:
     homes = [Path(pwd.getpwnam(user).pw_dir) / ".udiRoot" for user in (TEST_USER, OTHER_USER)]
     made = [home for home in homes if not home.exists()]
     directory = Path(tempfile.mkdtemp(prefix="shifter-slurm-"))
+    # proctrack/cgroup + task/cgroup, as sites run it: the extern step has cgroups of its
+    # own (extern_cgroup, test_slurm_sshd.py) and Slurm tracks every step's processes.
     cluster = SlurmCluster(directory, plugstack=plugin, slurm_lines=_conf("slurm"),
-                           munge_socket=Path(munged.socket))  # fmt: skip
+                           munge_socket=Path(munged.socket), cgroups=True)  # fmt: skip
     session = Slurm(cluster, slurm_site)
     try:
         cluster.start()

@@ -157,8 +157,9 @@ def _wait_until_listening(process: subprocess.Popen[bytes], log_path: Path, port
 
 
 @contextlib.contextmanager
-def running_sshd() -> Iterator[SshServer]:
-    """Start a private sshd; stop it by PID and remove its directory on the way out."""
+def running_sshd(extra_keys: Sequence[str] = ()) -> Iterator[SshServer]:
+    """Start a private sshd; stop it by PID and remove its directory on the way out.
+    `extra_keys`: public key lines also let in (bench.ssh: a job's RSA key)."""
     account = ensure_gateway_account()
     PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="shifter-sshd-", dir="/tmp"))
@@ -168,7 +169,7 @@ def running_sshd() -> Iterator[SshServer]:
         host_key = _keygen(directory / "host_ed25519", "shifter-test-host")
         client_key = _keygen(directory / "client_ed25519", "shifter-test-gateway")
         authorized = directory / "authorized_keys"
-        authorized.write_text(client_key + "\n")
+        authorized.write_text("".join(f"{key}\n" for key in (client_key, *extra_keys)))
         authorized.chmod(0o644)
         port = _free_port()
         known_hosts = directory / "known_hosts"

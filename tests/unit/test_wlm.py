@@ -4,6 +4,7 @@ the per-node records' names, and the prolog's re-check of what came from the job
 from __future__ import annotations
 
 import pwd
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +151,43 @@ def test_the_jobs_a_process_belongs_to_are_whole_cgroup_components() -> None:
     assert jobs_in_cgroups(text) == {"job_12"}
     assert jobs_in_cgroups("4:freezer:/slurm_shn1/uid_1000/job_123/step_batch\n") == {"job_123"}
     assert jobs_in_cgroups("0::/user.slice\n") == set()
+
+
+# What the extern step's slurmstepd is in (Slurm 22.05, proctrack/cgroup, cgroup v1).
+STEPD_CGROUP = ("9:name=systemd:/\n6:freezer:/slurm_shn1/uid_1000/job_12\n"
+                "4:memory:/process_api/28b0\n2:cpu,cpuacct:/slurm_shn1/uid_1000/job_12\n0::/\n")
+
+
+def test_the_jobs_cgroups_are_read_per_hierarchy_up_to_the_job() -> None:
+    from shifter.wlm.extern import job_paths
+
+    assert job_paths(STEPD_CGROUP, "12") == {"freezer": "/slurm_shn1/uid_1000/job_12",
+                                             "cpu,cpuacct": "/slurm_shn1/uid_1000/job_12"}
+    assert job_paths("6:freezer:/slurm_shn1/uid_1000/job_12/step_0\n", "12") == {
+        "freezer": "/slurm_shn1/uid_1000/job_12"}
+    assert job_paths(STEPD_CGROUP, "1") == {}  # job_12 is not job_1
+
+
+def test_the_extern_step_dirs_are_those_that_exist_under_each_hierarchy(tmp_path: Path) -> None:
+    from shifter.wlm.extern import extern_step_dirs
+
+    freezer = tmp_path / "freezer/slurm_shn1/uid_1000/job_12/step_extern"
+    cpu = tmp_path / "cpu/slurm_shn1/uid_1000/job_12/step_extern"  # cpu,cpuacct's name here
+    freezer.mkdir(parents=True)
+    cpu.mkdir(parents=True)
+    assert extern_step_dirs(STEPD_CGROUP, "12", str(tmp_path)) == {
+        "freezer": str(freezer), "cpu,cpuacct": str(cpu)}
+    cpu.rmdir()
+    assert extern_step_dirs(STEPD_CGROUP, "12", str(tmp_path)) == {"freezer": str(freezer)}
+
+
+def test_a_process_of_a_step_or_already_moved_stays_the_sshd_moves() -> None:
+    from shifter.wlm.extern import in_job, job_paths
+
+    own = job_paths(STEPD_CGROUP, "12")
+    assert in_job("6:freezer:/slurm_shn1/uid_1000/job_12/step_0\n", own)
+    assert in_job("6:freezer:/slurm_shn1/uid_1000/job_12/step_extern\n", own)
+    # The sshd the prolog started: in the job's memory_cgroup, in no Slurm cgroup.
+    sshd = "6:freezer:/\n4:memory:/shifter/uid_1000/job_12\n"
+    assert not in_job(sshd, own)
+    assert not in_job("6:freezer:/slurm_shn1/uid_1000/job_123/step_0\n", own)

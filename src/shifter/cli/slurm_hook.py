@@ -8,6 +8,9 @@ people. Every decision of the Slurm integration is made here (shifter.wlm).
   prolog CONFIG / epilog CONFIG   as root on every node (the plugin gives a fixed
       environment: SLURM_JOB_ID, SLURM_JOB_UID, SLURMD_NODENAME, SLURM_CONF, SPANK_SHIFTER_*).
       Lines on stdout go to slurmd's log.
+  extern CONFIG   as root, from the job's extern step on every node (plugstack
+      `extern_cgroup=1`; environment: SLURM_JOB_ID, SLURM_JOB_UID, SLURMD_NODENAME): moves
+      the job's sshd and its sessions into the extern step's cgroups.
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ def _node(mode: str, args: list[str]) -> int:
     config = load_udiroot_config(args[0])
     if mode == "prolog":
         print(nodes.prolog(config, environ, Slurm(environ)))
+    elif mode == "extern":
+        from shifter.wlm.extern import extern_step
+
+        print(extern_step(config.udi_mount, environ))
     else:
         print(nodes.epilog(config, environ))
     return 0
@@ -64,10 +71,10 @@ def _run(args: list[str]) -> int:
 
     if args and args[0] == "submit":
         return _submit(args[1:])
-    if args and args[0] in ("prolog", "epilog"):
+    if args and args[0] in ("prolog", "epilog", "extern"):
         return _node(args[0], args[1:])
     raise ShifterError(
-        "usage: shifter-slurm-hook submit|prolog|epilog ...",
+        "usage: shifter-slurm-hook submit|prolog|epilog|extern ...",
         hint="the Slurm plugin runs this command; see docs/slurm.md",
     )
 
@@ -75,7 +82,7 @@ def _run(args: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] in (["-h"], ["--help"]):
-        sys.stdout.write(f"Usage: shifter-slurm-hook submit|prolog|epilog ...\n\n{__doc__}")
+        sys.stdout.write(f"Usage: shifter-slurm-hook submit|prolog|epilog|extern ...\n\n{__doc__}")
         return 0
     return common.run_command(PROG, lambda: _run(args), debug=False)
 

@@ -11,6 +11,7 @@ Clients (sbatch, srun, scontrol) find the cluster through `env()` (SLURM_CONF).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -26,6 +27,13 @@ from shifter.errors import ShifterError
 HOSTS = "/etc/hosts"
 START_TIMEOUT_S = 60.0
 CPUS_PER_NODE = 2
+CGROUP_ROOT = "/sys/fs/cgroup"
+# proctrack/cgroup and task/cgroup on cgroup v1 (what this machine mounts); no constraint:
+# the jobs' processes are tracked (freezer) and killed by Slurm, nothing is limited.
+CGROUP_CONF = ("CgroupPlugin=cgroup/v1\nCgroupAutomount=no\nConstrainCores=no\n"
+               "ConstrainRAMSpace=no\n")
+CGROUP_LINES = ("ProctrackType=proctrack/cgroup", "TaskPlugin=task/cgroup")
+LINUXPROC_LINES = ("ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none")
 
 
 class ClusterError(ShifterError):
@@ -55,7 +63,9 @@ def run_names() -> tuple[str, str]:
 
 class SlurmCluster:
     """`nodes` slurmd named `{prefix}1`.. on `{address_base}1`..; both default to names of
-    this process's own (`run_names`)."""
+    this process's own (`run_names`). `cgroups`: proctrack/cgroup and task/cgroup (the
+    extern step gets cgroups of its own; needs the cgroup v1 freezer hierarchy), else
+    proctrack/linuxproc."""
 
     def __init__(
         self,
@@ -67,6 +77,7 @@ class SlurmCluster:
         plugstack: Sequence[str] = (),
         slurm_lines: Sequence[str] = (),
         munge_socket: Path | None = None,
+        cgroups: bool = False,
     ) -> None:
         self.directory = Path(directory)
         own_prefix, own_base = run_names()
@@ -75,6 +86,7 @@ class SlurmCluster:
         self.addresses = {node: f"{address_base}{i}" for i, node in enumerate(self.nodes, 1)}
         self.plugstack = list(plugstack)
         self.slurm_lines = list(slurm_lines)
+        self.cgroups = cgroups
         self.conf = self.directory / "slurm.conf"
         # A munged of the caller's (shared with a gateway), else one of our own.
         self.munged = MungeServer(self.directory / "munge") if munge_socket is None else None
@@ -101,8 +113,7 @@ class SlurmCluster:
             "AuthType=auth/munge",
             "CredType=cred/munge",
             f"AuthInfo=socket={self.munge_socket}",
-            "ProctrackType=proctrack/linuxproc",
-            "TaskPlugin=task/none",
+            *(CGROUP_LINES if self.cgroups else LINUXPROC_LINES),
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core",
             "MpiDefault=none",
@@ -135,7 +146,9 @@ class SlurmCluster:
             "MaxTime=INFINITE State=UP OverSubscribe=NO"
         )
         self.conf.write_text("".join(f"{line}\n" for line in lines))
-        for path in (d, d / "log", self.conf, d / "plugstack.conf"):
+        # Slurm reads cgroup.conf next to slurm.conf.
+        (d / "cgroup.conf").write_text(CGROUP_CONF if self.cgroups else "")
+        for path in (d, d / "log", self.conf, d / "plugstack.conf", d / "cgroup.conf"):
             path.chmod(0o755 if path.is_dir() else 0o644)
 
     def _add_hosts(self) -> None:
@@ -159,6 +172,11 @@ class SlurmCluster:
         self.hosts_lines = []
 
     def start(self) -> SlurmCluster:
+        if self.cgroups and not os.path.isfile(f"{CGROUP_ROOT}/freezer/cgroup.procs"):
+            raise ClusterError(
+                f"proctrack/cgroup needs the cgroup v1 freezer hierarchy at {CGROUP_ROOT}/freezer",
+                hint=f"mount -t cgroup -o freezer cgroup {CGROUP_ROOT}/freezer",
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             if self.munged is not None:
@@ -226,6 +244,23 @@ class SlurmCluster:
         if self.munged is not None:
             self.munged.stop()
         self._remove_hosts()
+        if self.cgroups:
+            self._remove_cgroups()
+
+    def _remove_cgroups(self) -> None:
+        """The nodes' `slurm_<node>` cgroups slurmd leaves (empty once its jobs ended)."""
+        for hierarchy in Path(CGROUP_ROOT).iterdir():
+            for node in self.nodes:
+                top = hierarchy / f"slurm_{node}"
+                if not top.is_dir():
+                    continue
+                # Deepest first: a cgroup directory is removed only when it has none below.
+                for directory in sorted((p for p in top.rglob("*") if p.is_dir()),
+                                        key=lambda p: len(p.parts), reverse=True):  # fmt: skip
+                    with contextlib.suppress(OSError):
+                        directory.rmdir()
+                with contextlib.suppress(OSError):
+                    top.rmdir()
 
     def remove(self) -> None:
         self.stop()

@@ -20,6 +20,8 @@
  *     environment, as the original did.
  *   task_init (every task of every step, as the user): when the prolog left a failure
  *     record for this job on this node, print its reason and fail the task.
+ *   task_post_fork of the extern step (extern_cgroup=1), as root:  HOOK extern CONFIG
+ *     (fixed environment) moves the job's sshd into the step's cgroups.
  *
  * Built on the machine against the installed Slurm headers by `shifter-slurm-conf build`,
  * which defines SHIFTER_HOOK and SHIFTER_STATE_DIR.
@@ -339,16 +341,22 @@ int slurm_spank_job_epilog(spank_t sp, int ac, char **av) {
     return job_script(sp, "epilog");
 }
 
+/* This node's name as the prolog saw it (SLURMD_NODENAME), else the host's; 0 when usable
+ * in a record path. */
+static int node_name(spank_t sp, char *node, size_t size) {
+    if (spank_getenv(sp, "SLURMD_NODENAME", node, size) != ESPANK_SUCCESS &&
+        gethostname(node, size) != 0)
+        return -1;
+    return strchr(node, '/') == NULL ? 0 : -1;
+}
+
 /* Read this job's record SUFFIX on this node (SHIFTER_STATE_DIR/NODE/job_ID.SUFFIX, written
  * by the prolog as root) into `text`; 0 if there is one. */
 static int job_record(spank_t sp, const char *suffix, char *text, size_t size) {
     uint32_t job_id = 0;
     char node[256] = "", path[512];
     if (spank_get_item(sp, S_JOB_ID, &job_id) != ESPANK_SUCCESS) return -1;
-    if (spank_getenv(sp, "SLURMD_NODENAME", node, sizeof(node)) != ESPANK_SUCCESS &&
-        gethostname(node, sizeof(node)) != 0)
-        return -1;
-    if (strchr(node, '/') != NULL) return -1;
+    if (node_name(sp, node, sizeof(node)) != 0) return -1;
     snprintf(path, sizeof(path), "%s/%s/job_%u.%s", SHIFTER_STATE_DIR, node, job_id, suffix);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return -1;
@@ -395,4 +403,40 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av) {
     fprintf(stderr, "shifter: %s", reason[0] ? reason : "the job's container failed\n");
     fflush(stderr);
     return -1;
+}
+
+/* extern_cgroup=1: the extern step's slurmstepd runs this once per node, after the prolog
+ * and after making the step's cgroups; for a job whose container this node built
+ * (SHIFTER_STATE_DIR/NODE/job_ID.setup), `HOOK extern CONFIG` moves the job's sshd and its
+ * sessions into them, so Slurm ends them with the job. */
+int slurm_spank_task_post_fork(spank_t sp, int ac, char **av) {
+    (void)ac; (void)av;
+    uint32_t job_id = 0, step_id = 0;
+    uid_t uid = 0;
+    char node[256] = "", setup[64];
+    if (!extern_cgroup || spank_remote(sp) != 1) return 0;
+    if (spank_get_item(sp, S_JOB_STEPID, &step_id) != ESPANK_SUCCESS ||
+        step_id != SLURM_EXTERN_CONT)
+        return 0;
+    if (spank_get_item(sp, S_JOB_ID, &job_id) != ESPANK_SUCCESS ||
+        spank_get_item(sp, S_JOB_UID, &uid) != ESPANK_SUCCESS ||
+        node_name(sp, node, sizeof(node)) != 0 ||
+        job_record(sp, "setup", setup, sizeof(setup)) != 0)
+        return 0;
+    char env[4][VALUE_MAX], number[32];
+    char *envp[] = {env[0], env[1], env[2], env[3], NULL};
+    snprintf(env[0], VALUE_MAX, "PATH=/usr/bin:/usr/sbin:/bin:/sbin");
+    snprintf(number, sizeof(number), "%u", job_id);
+    snprintf(env[1], VALUE_MAX, "SLURM_JOB_ID=%s", number);
+    snprintf(env[2], VALUE_MAX, "SLURM_JOB_UID=%u", (unsigned)uid);
+    snprintf(env[3], VALUE_MAX, "SLURMD_NODENAME=%s", node);
+    static char out[4096];
+    char *argv[] = {SHIFTER_HOOK, "extern", config, NULL};
+    int status = run_hook(argv, envp, out, sizeof(out), 1);
+    for (char *line = strtok(out, "\n"); line != NULL; line = strtok(NULL, "\n"))
+        slurm_info("shifter extern job %u: %s", job_id, line);
+    if (status != 0)
+        slurm_error("shifter: extern step of job %u: the hook failed (status %d)", job_id,
+                    status);
+    return 0;  /* the epilog still ends what is left */
 }
