@@ -112,8 +112,14 @@ def test_with_extern_cgroup_slurm_itself_ends_the_sshd_and_its_sessions(
     first, second = slurm.cluster.nodes[:2]
     steps = "/sys/fs/cgroup/freezer/slurm_$n/uid_$(id -u)/job_$SLURM_JOB_ID/step_extern"
     # Each node's sshd (listener) with its freezer cgroup, each node's extern step members,
-    # then a session the sshd on the second node started.
+    # then a session the sshd on the second node started. The batch step starts together
+    # with the extern step, whose hook moves the sshd: the script waits (at most 10 s).
     script = f"""#!/bin/sh
+for i in $(seq 100); do
+    [ "$(pgrep -u "$(id -u)" -f '{SSHD} -D' | xargs -I@ grep -c step_extern /proc/@/cgroup \
+        | grep -c 1)" = 2 ] && break
+    sleep 0.1
+done
 for pid in $(pgrep -u "$(id -u)" -f '{SSHD} -D'); do echo "sshd $pid $(grep :freezer: /proc/$pid/cgroup)"; done
 for n in {first} {second}; do echo "procs $n $(cat {steps}/cgroup.procs | tr '\n' ' ')"; done
 srun -N 1 -w {first} shifter {SSH} {second} 'grep :freezer: /proc/self/cgroup' | sed 's/^/session /'
