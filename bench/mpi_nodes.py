@@ -42,6 +42,7 @@ from pathlib import Path
 
 from bench.launch import BIN, site_config
 from bench.mpi import METRICS, MODULE_LINES, NO_CMA, UCX_CMA, print_medians
+from bench.slurm import remove_node_records
 from shifter.devtools.slurm import SlurmCluster
 from shifter.wlm import plugin
 from tests.services.mpich_fixtures import build_squashfs_image, image_entries, prepare_module
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if cluster is not None:
             cluster.stop()
+            remove_node_records(cluster)
         shutil.rmtree(work, ignore_errors=True)
     medians = print_medians(results, args.rounds, "layout, row")
     for layout in LAYOUTS:

@@ -30,6 +30,7 @@ PID, /etc/hosts is restored, the work directory removed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import shutil
@@ -43,6 +44,7 @@ from pathlib import Path
 from bench.launch import build_image, site_config
 from shifter.devtools.slurm import SlurmCluster
 from shifter.wlm import plugin
+from shifter.wlm.state import STATE_DIR
 
 BIN = Path(sys.executable).parent
 DRIVER = """\
@@ -57,6 +59,14 @@ for _ in range(runs):
         samples[name].append(time.monotonic() - started)
 print(json.dumps(samples))
 """
+
+
+def remove_node_records(cluster: SlurmCluster) -> None:
+    """The plugin's per-node record directories (shifter.wlm.state: /run/shifter-slurm/NODE),
+    empty once every job's epilog ran: the cluster's node names are its own."""
+    for node in cluster.nodes:
+        with contextlib.suppress(OSError):
+            (Path(STATE_DIR) / node).rmdir()
 
 
 def quartiles(values: list[float]) -> dict[str, float]:
@@ -170,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if cluster is not None:
             cluster.stop()
+            remove_node_records(cluster)
         shutil.rmtree(work, ignore_errors=True)
     summary = {part: {name: quartiles(values) for name, values in results[part].items()}
                for part in ("steps", "jobs", "per_node")}  # fmt: skip

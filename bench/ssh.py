@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 
 from bench.launch import BIN, site_config
-from bench.slurm import as_user, quartiles, user_env
+from bench.slurm import as_user, quartiles, remove_node_records, user_env
 from shifter.devtools.slurm import SlurmCluster
 from shifter.wlm import plugin
 from tests.services.mpich_fixtures import build_squashfs_image, image_entries
@@ -115,13 +115,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     work = Path(tempfile.mkdtemp(prefix="shifter-bench-ssh-"))
     work.chmod(0o755)
+    cluster = None
     try:
         config, image_id = build_site(work)
         plugstack = [f"{line} enable_sshd=1" for line in plugin.plugstack_lines(str(config))]
-        with SlurmCluster(work / "cluster", plugstack=plugstack,
-                          slurm_lines=plugin.slurm_lines()) as cluster:  # fmt: skip
+        cluster = SlurmCluster(work / "cluster", plugstack=plugstack,
+                               slurm_lines=plugin.slurm_lines())  # fmt: skip
+        with cluster:
             samples = measure(cluster, config, image_id, args.user, args.runs, work)
     finally:
+        if cluster is not None:
+            remove_node_records(cluster)
         shutil.rmtree(work, ignore_errors=True)
     summary = {name: quartiles(values) for name, values in samples.items()}
     print(f"{args.runs} runs each, interleaved, load average {os.getloadavg()[0]:.2f}")

@@ -1,7 +1,8 @@
 """A real Slurm cluster for the integration tests: munged, slurmctld and three slurmd on
 this machine (shifter.devtools.slurm: each node in its own UTS + mount namespace, own port
-and loopback address), loaded with this installation's SPANK plugin as
-`shifter-slurm-conf` prints it, and an image gateway on the same munged.
+and loopback address; proctrack/cgroup and task/cgroup on cgroup v1), loaded with this
+installation's SPANK plugin as `shifter-slurm-conf` prints it, and an image gateway on the
+same munged.
 
 - `slurm_site` (session): a site directory (udiMount, loopMount shared by the nodes as
   paths; mounts are per node), its udiRoot.conf naming the gateway, the runtime images'
