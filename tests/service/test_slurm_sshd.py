@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.services.runtime_fixtures import OTHER_USER, TEST_USER
-from tests.services.slurm_fixtures import MEMORY_CGROUP, Slurm
+from tests.services.slurm_fixtures import MEMORY_HIERARCHY, Slurm
 
 pytestmark = pytest.mark.service
 
@@ -78,17 +78,19 @@ for pid in $(pgrep -u "$(id -u)" -f '{SSHD} -D'); do grep :memory: /proc/$pid/cg
 """
     job_id, out = slurm.batch("-N", "1", "--exclusive", f"--image={image}", script=script)
     uid = pwd.getpwnam(TEST_USER).pw_uid
-    assert out.splitlines() == [f"{_memory_line(uid, job_id)}"], out
+    job = slurm.memory_cgroup / "shifter" / f"uid_{uid}" / f"job_{job_id}"
+    assert out.splitlines() == [_memory_line(job)], out
     assert slurm.wait_job(job_id) == "COMPLETED"
     slurm.wait_idle()
-    assert not (Path(MEMORY_CGROUP) / "shifter" / f"uid_{uid}" / f"job_{job_id}").exists()
+    assert not job.exists()
     assert _sshd_processes() == []
 
 
-def _memory_line(uid: int, job_id: str) -> str:
+def _memory_line(job: Path) -> str:
+    """`job`'s line in /proc/PID/cgroup (the memory hierarchy's number on this machine)."""
     number = next(line.split(":")[0] for line in Path("/proc/self/cgroup").read_text().splitlines()
                   if ":memory:" in line)  # fmt: skip
-    return f"{number}:memory:/shifter/uid_{uid}/job_{job_id}"
+    return f"{number}:memory:/{job.relative_to(MEMORY_HIERARCHY)}"
 
 
 @pytest.fixture

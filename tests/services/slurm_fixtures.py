@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from shifter.devtools.slurm import SlurmCluster, in_node
+from shifter.devtools.slurm import SlurmCluster, in_node, remove_cgroup_tree
 from tests.services.gateway_fixtures import GatewayServer, make_env
 from tests.services.runtime_fixtures import OTHER_USER, TEST_USER, RuntimeImages, Site
 from tests.services.setuproot_fixtures import loops_backed_by
@@ -37,7 +37,7 @@ from tests.services.setuproot_fixtures import loops_backed_by
 BIN = Path(sys.executable).parent
 STATE_DIR = Path("/run/shifter-slurm")
 JOB_TIMEOUT_S = 180
-MEMORY_CGROUP = "/sys/fs/cgroup/memory"
+MEMORY_HIERARCHY = Path("/sys/fs/cgroup/memory")
 # The filesystem type of /bin in the caller's mount table (no single quotes: it goes
 # inside `sh -c '...'`).
 IMAGE_FS = r'sed -n "s/^[^ ]* [^ ]* [^ ]* [^ ]* \/bin .* - \([^ ]*\) .*/\1/p" /proc/self/mountinfo'
@@ -125,6 +125,7 @@ def slurm_site(
 class Slurm:
     cluster: SlurmCluster
     site: SlurmSite
+    memory_cgroup: Path  # plugstack memory_cgroup: a cgroup of this session's own
 
     def env(self, **extra: str) -> dict[str, str]:
         path = f"{BIN}:/usr/bin:/usr/sbin:/bin:/sbin"
@@ -211,7 +212,7 @@ class Slurm:
         self.cluster.wait_until_idle(timeout=120)
 
     def leftovers(self) -> dict[str, object]:
-        """What jobs left: mounts per node, loop devices, failure records."""
+        """What jobs left: mounts per node, loop devices, failure records, memory cgroups."""
         found: dict[str, object] = {}
         for node in self.cluster.nodes:
             mounts = self.node_mounts(node)
@@ -223,6 +224,9 @@ class Slurm:
         records = sorted(str(p) for p in STATE_DIR.glob("*/job_*")) if STATE_DIR.exists() else []
         if records:
             found["records"] = records
+        memory = sorted(str(p) for p in self.memory_cgroup.glob("shifter/uid_*/job_*"))
+        if memory:
+            found["memory cgroups"] = memory
         return found
 
 
@@ -232,8 +236,10 @@ def slurm(slurm_site: SlurmSite, munged: Any) -> Iterator[Slurm]:
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} not found: run sudo scripts/install.sh", pytrace=False)
     # The job's sshd in every exclusive job (test_slurm_sshd.py): on each node's address,
-    # in the job's memory cgroup (cgroup v1 here).
-    plugin = [f"{line} enable_sshd=1 memory_cgroup={MEMORY_CGROUP}"
+    # in the job's memory cgroup (cgroup v1 here), below a cgroup of this session's own:
+    # `shifter/uid_U/job_J` names no cluster, and another engineer's cluster has job J too.
+    memory = MEMORY_HIERARCHY / f"shifter-test-{os.getpid()}"
+    plugin = [f"{line} enable_sshd=1 memory_cgroup={memory}"
               for line in _conf("plugstack", "--shifter-config", str(slurm_site.config))]
     # Submitting with enable_sshd makes the users' ~/.udiRoot key pairs: removed at the end
     # when the session made them.
@@ -244,8 +250,9 @@ def slurm(slurm_site: SlurmSite, munged: Any) -> Iterator[Slurm]:
     # own (extern_cgroup, test_slurm_sshd.py) and Slurm tracks every step's processes.
     cluster = SlurmCluster(directory, plugstack=plugin, slurm_lines=_conf("slurm"),
                            munge_socket=Path(munged.socket), cgroups=True)  # fmt: skip
-    session = Slurm(cluster, slurm_site)
+    session = Slurm(cluster, slurm_site, memory)
     try:
+        memory.mkdir(mode=0o755)
         cluster.start()
         yield session
         deadline = time.monotonic() + 30
@@ -262,4 +269,5 @@ def slurm(slurm_site: SlurmSite, munged: Any) -> Iterator[Slurm]:
             STATE_DIR.rmdir()
         for home in made:
             shutil.rmtree(home, ignore_errors=True)
+        remove_cgroup_tree(memory)
     assert left == {}, f"jobs left this behind: {left}"

@@ -251,16 +251,7 @@ class SlurmCluster:
         """The nodes' `slurm_<node>` cgroups slurmd leaves (empty once its jobs ended)."""
         for hierarchy in Path(CGROUP_ROOT).iterdir():
             for node in self.nodes:
-                top = hierarchy / f"slurm_{node}"
-                if not top.is_dir():
-                    continue
-                # Deepest first: a cgroup directory is removed only when it has none below.
-                for directory in sorted((p for p in top.rglob("*") if p.is_dir()),
-                                        key=lambda p: len(p.parts), reverse=True):  # fmt: skip
-                    with contextlib.suppress(OSError):
-                        directory.rmdir()
-                with contextlib.suppress(OSError):
-                    top.rmdir()
+                remove_cgroup_tree(hierarchy / f"slurm_{node}")
 
     def remove(self) -> None:
         self.stop()
@@ -271,6 +262,18 @@ class SlurmCluster:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def remove_cgroup_tree(top: Path) -> None:
+    """Remove a cgroup v1 directory and those below it that hold no process (a cgroup's
+    directory goes only once none is below it: deepest first)."""
+    if not top.is_dir():
+        return
+    below = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
+                   reverse=True)  # fmt: skip
+    for directory in (*below, top):
+        with contextlib.suppress(OSError):
+            directory.rmdir()
 
 
 def slurmd_pids(cluster: SlurmCluster) -> list[int]:

@@ -196,14 +196,18 @@ def epilog(config: UdiRootConfig, environ: Mapping[str, str]) -> str:
     """End the job's processes in the container and take it down; what was done."""
     job_id, node = _job(environ)
     records = JobRecords(node, job_id)
+    memory = environ.get("SHIFTER_MEMORY_CGROUP", "")
     try:
         with open(records.setup) as file:
             uid = int(file.read().strip())
     except (OSError, ValueError):
         records.clear()
+        # A prolog whose setupRoot failed had already made the job's memory cgroup.
+        job_uid = environ.get("SLURM_JOB_UID", "")
+        if memory and os.path.isdir(memory) and job_uid.isdigit():
+            cgroup.end(memory, int(job_uid), job_id)
         return f"job {job_id}: no container of it on {node}"
     killed = end_processes(config.udi_mount, uid, job_id)
-    memory = environ.get("SHIFTER_MEMORY_CGROUP", "")
     if memory and os.path.isdir(memory):
         killed += cgroup.end(memory, uid, job_id)
     run([_command("unsetupRoot")], env=_root_env(config), timeout=SETUP_TIMEOUT_S)
