@@ -423,11 +423,10 @@ int slurm_spank_task_post_fork(spank_t sp, int ac, char **av) {
         node_name(sp, node, sizeof(node)) != 0 ||
         job_record(sp, "setup", setup, sizeof(setup)) != 0)
         return 0;
-    char env[4][VALUE_MAX], number[32];
+    char env[4][VALUE_MAX];
     char *envp[] = {env[0], env[1], env[2], env[3], NULL};
     snprintf(env[0], VALUE_MAX, "PATH=/usr/bin:/usr/sbin:/bin:/sbin");
-    snprintf(number, sizeof(number), "%u", job_id);
-    snprintf(env[1], VALUE_MAX, "SLURM_JOB_ID=%s", number);
+    snprintf(env[1], VALUE_MAX, "SLURM_JOB_ID=%u", job_id);
     snprintf(env[2], VALUE_MAX, "SLURM_JOB_UID=%u", (unsigned)uid);
     snprintf(env[3], VALUE_MAX, "SLURMD_NODENAME=%s", node);
     static char out[4096];
