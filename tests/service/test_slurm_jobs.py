@@ -155,3 +155,52 @@ def test_srun_with_its_own_allocation_gets_the_prolog_container(slurm: Slurm) ->
     assert _lines(result.stdout, "step ") == [
         f"step {node} squashfs id" for node in slurm.cluster.nodes[:2]
     ]
+
+
+@pytest.fixture
+def extern_setup(slurm: Slurm) -> Iterator[Path]:
+    """extern_setup=SCRIPT in plugstack.conf for one test (read anew by every job's
+    slurmstepd); SCRIPT, root's, logs where it ran and, when `fail` exists next to it, fails."""
+    directory = Path(tempfile.mkdtemp(prefix="shifter-extern-setup-"))
+    directory.chmod(0o755)
+    script = directory / "extern-setup"
+    script.write_text(f"""#!/bin/sh
+[ -e {directory}/fail ] && {{ echo "the site's check said no" >&2; exit 3; }}
+sleep 1  # the job's tasks wait for it
+echo "$SLURM_JOB_ID $SLURMD_NODENAME $SHIFTER_UDIMOUNT $(id -u) $#" >> {directory}/log
+chmod 644 {directory}/log
+""")
+    script.chmod(0o755)
+    plugstack = slurm.cluster.directory / "plugstack.conf"
+    saved = plugstack.read_text()
+    plugstack.write_text(saved.replace("shifter_config=", f"extern_setup={script} shifter_config="))
+    try:
+        yield directory
+    finally:
+        plugstack.write_text(saved)
+        shutil.rmtree(directory)
+
+
+def test_extern_setup_runs_on_every_node_before_the_jobs_tasks(
+    slurm: Slurm, extern_setup: Path
+) -> None:
+    image = slurm.site.images.ref("main")
+    log = extern_setup / "log"
+    # Every task starts after its node's extern_setup: it finds its node's line.
+    script = f"#!/bin/sh\nsrun -N 2 sh -c 'grep -c \" $SLURMD_NODENAME \" {log}'\n"
+    job_id, out = slurm.batch(f"--image={image}", "-N", "2", "--exclusive", script=script)
+    assert out.split() == ["1", "1"], out
+    lines = sorted(log.read_text().splitlines())
+    udi_mounts = [line.split()[2] for line in lines]
+    assert [line.split()[:2] + line.split()[3:] for line in lines] == [
+        [job_id, node, "0", "0"] for node in slurm.cluster.nodes[:2]
+    ], lines
+    assert set(udi_mounts) == {str(slurm.site.udi_mount)}, lines  # each node in its namespace
+    slurm.wait_job(job_id)
+
+    (extern_setup / "fail").touch()
+    job_id, result = slurm.submit(f"--image={image}", "-N", "1", "--exclusive",
+                                  script="#!/bin/sh\nsrun true\necho ran\n", wait=True)
+    text = slurm.output(job_id)
+    assert result.returncode != 0 and "ran" not in text.split(), text
+    assert "the site's extern_setup failed" in text and "the site's check said no" in text, text

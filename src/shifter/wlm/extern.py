@@ -1,5 +1,12 @@
-"""plugstack.conf `extern_cgroup=1`: the job's sshd and everything its sessions start join
-the job's extern step, so Slurm itself (proctrack/cgroup) ends them with the job.
+"""The job's extern step on each node: plugstack.conf `extern_cgroup=1` and `extern_setup`.
+
+`extern_cgroup=1`: the job's sshd and everything its sessions start join the job's extern
+step, so Slurm itself (proctrack/cgroup) ends them with the job. `extern_setup=FILE`: the
+site's program runs as root, with no arguments, once the container is built (its
+environment names it: `SHIFTER_UDIMOUNT`), for quick changes to it; if it fails, the
+job's tasks on this node fail with its reason, as after a failed prolog. Either way the
+step's record (state.py) then lets the job's tasks start: the plugin holds them until
+then (at most 10 s), since only the batch node orders prolog, extern step and job.
 
 The prolog starts the sshd before the extern step exists (Slurm 22.05 runs the
 allocation prolog first, then spawns the extern step). So the plugin runs `HOOK extern`
@@ -21,12 +28,14 @@ import os
 from collections.abc import Mapping
 
 from shifter.errors import ShifterError
+from shifter.proc import run
 from shifter.wlm import nodes
 from shifter.wlm.state import JobRecords
 
 CGROUP_ROOT = "/sys/fs/cgroup"  # Slurm's default CgroupMountpoint
 EXTERN_STEP = "step_extern"
 MOVE_ROUNDS = 20  # a session may fork while it is moved: asked again until none is left
+SETUP_TIMEOUT_S = 60  # extern_setup must be quick: the job's tasks wait for it
 
 
 class ExternError(ShifterError):
@@ -146,5 +155,28 @@ def extern_step(udi_mount: str, environ: Mapping[str, str]) -> str:
             uid = int(file.read().strip())  # the prolog's (the batch system's), as the epilog
     except (OSError, ValueError):
         return f"job {job_id}: no container of it on {node}"
-    moved, steps = adopt(udi_mount, uid, job_id)
-    return f"job {job_id}: {len(moved)} container processes moved to {' '.join(steps)}"
+    done = []
+    try:
+        if environ.get("SHIFTER_EXTERN_CGROUP", "1") == "1":
+            moved, steps = adopt(udi_mount, uid, job_id)
+            done.append(f"{len(moved)} container processes moved to {' '.join(steps)}")
+        script = environ.get("SHIFTER_EXTERN_SETUP", "")
+        if script:
+            try:
+                run_extern_setup(script, udi_mount, environ)
+            except ShifterError as error:
+                records.write(records.failed, f"job {job_id}: the site's extern_setup "
+                                              f"failed on {node}: {error}\n")  # fmt: skip
+                raise
+            done.append(f"{script} ran")
+    finally:
+        records.write(records.extern, "done\n")
+    return f"job {job_id}: {'; '.join(done) or 'nothing to do'}"
+
+
+def run_extern_setup(script: str, udi_mount: str, environ: Mapping[str, str]) -> None:
+    """The site's extern_setup, as root, with a fixed environment."""
+    env = {name: environ[name] for name in ("SLURM_JOB_ID", "SLURM_JOB_UID", "SLURMD_NODENAME")
+           if name in environ}  # fmt: skip
+    env.update(PATH="/usr/bin:/usr/sbin:/bin:/sbin", SHIFTER_UDIMOUNT=udi_mount)
+    run([script], env=env, timeout=SETUP_TIMEOUT_S, cwd="/")

@@ -20,8 +20,11 @@
  *     environment, as the original did.
  *   task_init (every task of every step, as the user): when the prolog left a failure
  *     record for this job on this node, print its reason and fail the task.
- *   task_post_fork of the extern step (extern_cgroup=1), as root:  HOOK extern CONFIG
- *     (fixed environment) moves the job's sshd into the step's cgroups.
+ *   task_post_fork of the extern step (extern_cgroup=1 or extern_setup=FILE), as root:
+ *     HOOK extern CONFIG (fixed environment) moves the job's sshd into the step's cgroups
+ *     and runs the site's extern_setup; then records the extern step as done. With either
+ *     option, the tasks of the job's other steps wait (up to EXTERN_WAIT_S) for that record
+ *     before they start (task_init_privileged).
  *
  * Built on the machine against the installed Slurm headers by `shifter-slurm-conf build`,
  * which defines SHIFTER_HOOK and SHIFTER_STATE_DIR.
@@ -50,6 +53,7 @@
 #endif
 #define DEFAULT_CONFIG "/etc/shifter/udiRoot.conf"
 #define VALUE_MAX 4096
+#define EXTERN_WAIT_S 10 /* as the original: the first srun may race the extern step */
 
 SPANK_PLUGIN(shifter, 1);
 
@@ -371,8 +375,7 @@ static int job_record(spank_t sp, const char *suffix, char *text, size_t size) {
  * names) while still root; slurmstepd then becomes the user and changes to the job's
  * working directory inside it (or /tmp). The working directory is kept here too, reached
  * as the user (a root-squashed home is readable only by its owner). */
-int slurm_spank_task_init_privileged(spank_t sp, int ac, char **av) {
-    (void)ac; (void)av;
+static int enter_ccm(spank_t sp) {
     char root[VALUE_MAX], cwd[VALUE_MAX];
     if (job_record(sp, "ccm", root, sizeof(root)) != 0) return 0;
     root[strcspn(root, "\n")] = '\0';
@@ -392,6 +395,30 @@ int slurm_spank_task_init_privileged(spank_t sp, int ac, char **av) {
     if (seteuid(0) != 0 || setegid(0) != 0) return -1;
     if (!in_cwd && chdir("/tmp") != 0 && chdir("/") != 0) return -1;
     return 0;
+}
+
+/* With extern_cgroup or extern_setup, a task of a job whose container this node built
+ * starts once the extern step has done its part (its record job_ID.extern), or after
+ * EXTERN_WAIT_S: only on the batch node does Slurm order prolog, extern step, job. */
+static void wait_for_extern(spank_t sp) {
+    uint32_t step_id = 0;
+    char text[64];
+    if (!extern_cgroup && extern_setup[0] == '\0') return;
+    if (spank_get_item(sp, S_JOB_STEPID, &step_id) != ESPANK_SUCCESS ||
+        step_id == SLURM_EXTERN_CONT || job_record(sp, "setup", text, sizeof(text)) != 0)
+        return;
+    for (int tenth = 0; tenth < EXTERN_WAIT_S * 10; tenth++) {
+        if (job_record(sp, "extern", text, sizeof(text)) == 0) return;
+        usleep(100000);
+    }
+    slurm_info("shifter: the job's extern step did not finish in %d s; the task starts",
+               EXTERN_WAIT_S);
+}
+
+int slurm_spank_task_init_privileged(spank_t sp, int ac, char **av) {
+    (void)ac; (void)av;
+    wait_for_extern(sp);
+    return enter_ccm(sp);
 }
 
 /* A task of a job whose container could not be prepared on this node fails with the
@@ -414,7 +441,7 @@ int slurm_spank_task_post_fork(spank_t sp, int ac, char **av) {
     uint32_t job_id = 0, step_id = 0;
     uid_t uid = 0;
     char node[256] = "", setup[64];
-    if (!extern_cgroup || spank_remote(sp) != 1) return 0;
+    if ((!extern_cgroup && extern_setup[0] == '\0') || spank_remote(sp) != 1) return 0;
     if (spank_get_item(sp, S_JOB_STEPID, &step_id) != ESPANK_SUCCESS ||
         step_id != SLURM_EXTERN_CONT)
         return 0;
@@ -423,12 +450,14 @@ int slurm_spank_task_post_fork(spank_t sp, int ac, char **av) {
         node_name(sp, node, sizeof(node)) != 0 ||
         job_record(sp, "setup", setup, sizeof(setup)) != 0)
         return 0;
-    char env[4][VALUE_MAX];
-    char *envp[] = {env[0], env[1], env[2], env[3], NULL};
-    snprintf(env[0], VALUE_MAX, "PATH=/usr/bin:/usr/sbin:/bin:/sbin");
-    snprintf(env[1], VALUE_MAX, "SLURM_JOB_ID=%u", job_id);
-    snprintf(env[2], VALUE_MAX, "SLURM_JOB_UID=%u", (unsigned)uid);
-    snprintf(env[3], VALUE_MAX, "SLURMD_NODENAME=%s", node);
+    static char env[6][VALUE_MAX + 32];
+    char *envp[] = {env[0], env[1], env[2], env[3], env[4], env[5], NULL};
+    snprintf(env[0], sizeof(env[0]), "PATH=/usr/bin:/usr/sbin:/bin:/sbin");
+    snprintf(env[1], sizeof(env[0]), "SLURM_JOB_ID=%u", job_id);
+    snprintf(env[2], sizeof(env[0]), "SLURM_JOB_UID=%u", (unsigned)uid);
+    snprintf(env[3], sizeof(env[0]), "SLURMD_NODENAME=%s", node);
+    snprintf(env[4], sizeof(env[0]), "SHIFTER_EXTERN_CGROUP=%d", extern_cgroup);
+    snprintf(env[5], sizeof(env[0]), "SHIFTER_EXTERN_SETUP=%s", extern_setup);
     static char out[4096];
     char *argv[] = {SHIFTER_HOOK, "extern", config, NULL};
     int status = run_hook(argv, envp, out, sizeof(out), 1);

@@ -5,7 +5,8 @@ down). `STATE_DIR/NODE/job_ID.failed`: the prolog could not build it; the file h
 reason, and the plugin's task hook prints it and fails every task of the job on this node
 (the prolog itself must succeed, or Slurm 22.05 drains the node). `STATE_DIR/NODE/job_ID.ccm`:
 a `--ccm` job's container is ready at the udiMount it names; the plugin chroots every task
-of the job into it. Keyed on the node name
+of the job into it. `STATE_DIR/NODE/job_ID.extern`: the extern step has done its part
+(extern_cgroup, extern_setup); the job's tasks wait for it. Keyed on the node name
 as well as the job: nodes may share /run (several slurmd on one machine). The directory
 is root's, readable by all (tasks run as the user); the plugin is built with the same path.
 """
@@ -30,6 +31,7 @@ class JobRecords:
         self.setup = os.path.join(self.directory, f"job_{job_id}.setup")
         self.failed = os.path.join(self.directory, f"job_{job_id}.failed")
         self.ccm = os.path.join(self.directory, f"job_{job_id}.ccm")
+        self.extern = os.path.join(self.directory, f"job_{job_id}.extern")
 
     def write(self, path: str, text: str) -> None:
         os.makedirs(self.directory, mode=0o755, exist_ok=True)
@@ -40,6 +42,6 @@ class JobRecords:
         os.replace(temporary, path)
 
     def clear(self) -> None:
-        for path in (self.setup, self.failed, self.ccm):
+        for path in (self.setup, self.failed, self.ccm, self.extern):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
