@@ -113,6 +113,15 @@ def _user_volumes(request: LaunchRequest, environ: Mapping[str, str]) -> tuple[V
     return specs
 
 
+def command_paths(program: str, search_path: str | None) -> tuple[str, ...]:
+    """Where `program` may be in the container (as start.py's exec will search), for the
+    read-ahead of the image server (fuse.py); relative names cannot be placed yet."""
+    if "/" in program:
+        return (program,) if program.startswith("/") else ()
+    directories = (search_path or os.defpath).split(":")
+    return tuple(f"{d.rstrip('/')}/{program}" for d in directories if d.startswith("/"))
+
+
 def _cwd() -> str | None:
     try:
         return os.getcwd()
@@ -180,7 +189,16 @@ def launch(
         etc_files = plan_etc(config, identity)
         steps.done("planned")
         _enter_private_container(
-            config, image, modules, user_volumes, etc_files, signature, request, steps, gpus
+            config,
+            image,
+            modules,
+            user_volumes,
+            etc_files,
+            signature,
+            request,
+            steps,
+            gpus,
+            command_paths(argv[0], env.get("PATH")),
         )
     steps.done("in the container")
     return start.run_in_container(
@@ -204,6 +222,7 @@ def _enter_private_container(
     request: LaunchRequest,
     steps: Steps,
     gpus: gpu.GpuPlan | None,
+    prefetch: tuple[str, ...] = (),
 ) -> None:
     from shifter.runtime.image.fuse import SquashfuseServer
     from shifter.sys.mount import MountFlag, mount
@@ -212,7 +231,11 @@ def _enter_private_container(
 
     uid, gid = os.getuid(), os.getgid()
     enter_user_namespace(uid, gid)
-    server = None if image.is_directory else SquashfuseServer(image.path, verbose=request.verbose)
+    server = (
+        None
+        if image.is_directory
+        else SquashfuseServer(image.path, verbose=request.verbose, prefetch=prefetch)
+    )
     try:
         unshare(Namespace.NEWNS)
         mount(None, "/", None, MountFlag.REC | MountFlag.SLAVE)
@@ -235,6 +258,6 @@ def _enter_private_container(
         if server is not None:
             server.close()
             server.reap()
+            server.finish_prefetch()
     steps.done("container built")
     chroot(config.udi_mount)
-
