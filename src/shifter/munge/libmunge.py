@@ -8,59 +8,48 @@ platform on the gateway side).
 from __future__ import annotations
 
 import ctypes
-import enum
-from collections import namedtuple
 
 from shifter.errors import ShifterError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from shifter.munge.values import DecodedCredential, MungeStatus
 
 LIBRARY = "libmunge.so.2"
 
 _OPT_SOCKET = 8  # MUNGE_OPT_SOCKET in munge.h
 _OPT_TTL = 4  # MUNGE_OPT_TTL
+# munge_err_t values the calls below test (all of them: MungeStatus in values.py).
+_SUCCESS = 0
+_SNAFU = 1
+_NO_MEMORY = 5
 
 
-class MungeStatus(enum.IntEnum):
-    """munge_err_t values from munge.h (stable since MUNGE 0.5)."""
+def __getattr__(name: str) -> object:
+    # MungeStatus and DecodedCredential live in values.py, which imports `enum` and
+    # `collections` (~2.5 ms): a client that only encodes never needs them.
+    if name in ("MungeStatus", "DecodedCredential"):
+        from shifter.munge import values
 
-    SUCCESS = 0
-    SNAFU = 1
-    BAD_ARG = 2
-    BAD_LENGTH = 3
-    OVERFLOW = 4
-    NO_MEMORY = 5
-    SOCKET = 6
-    TIMEOUT = 7
-    BAD_CRED = 8
-    BAD_VERSION = 9
-    BAD_CIPHER = 10
-    BAD_MAC = 11
-    BAD_ZIP = 12
-    BAD_REALM = 13
-    CRED_INVALID = 14
-    CRED_EXPIRED = 15
-    CRED_REWOUND = 16
-    CRED_REPLAYED = 17
-    CRED_UNAUTHORIZED = 18
+        return getattr(values, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class MungeError(ShifterError):
     """A credential could not be made or was refused; `status` says why."""
 
-    def __init__(self, message: str, status: MungeStatus, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, status: int, *, hint: str | None = None) -> None:
+        from shifter.munge.values import status_of
+
         super().__init__(message, hint=hint)
-        self.status = status
+        self.status: MungeStatus = status_of(status)
 
     @property
     def is_credential_problem(self) -> bool:
         """True when the credential itself is bad (not the daemon or the socket)."""
+        from shifter.munge.values import MungeStatus
+
         return self.status >= MungeStatus.BAD_CRED
-
-
-# A named tuple, not a dataclass: `dataclasses` costs a `docker:` launch ~5 ms to import.
-class DecodedCredential(namedtuple("DecodedCredential", "payload uid gid")):
-    """What a verified credential carries: its payload and the encoding process's ids."""
-
-    __slots__ = ()
 
 
 class Munge:
@@ -71,7 +60,7 @@ class Munge:
             lib = ctypes.CDLL(LIBRARY, use_errno=True)
         except OSError as exc:
             raise MungeError(
-                f"cannot load {LIBRARY}", MungeStatus.SNAFU,
+                f"cannot load {LIBRARY}", _SNAFU,
                 hint="install Debian's libmunge2 package",
             ) from exc
         self._lib = lib
@@ -95,7 +84,7 @@ class Munge:
     def _context(self, ttl: int | None = None) -> int:
         ctx = self._lib.munge_ctx_create()
         if not ctx:
-            raise MungeError("cannot create a munge context", MungeStatus.NO_MEMORY)
+            raise MungeError("cannot create a munge context", _NO_MEMORY)
         # munge_ctx_set is variadic: the value's C type follows from the option.
         if self.socket_path is not None:
             status = self._lib.munge_ctx_set(
@@ -108,14 +97,13 @@ class Munge:
         return ctx
 
     def _check(self, status: int, ctx: int, doing: str) -> None:
-        if status == MungeStatus.SUCCESS:
+        if status == _SUCCESS:
             return
+        from shifter.munge.values import MungeStatus, status_of
+
         detail = self._lib.munge_ctx_strerror(ctypes.c_void_p(ctx)) if ctx else None
         text = (detail or self._lib.munge_strerror(status) or b"unknown error").decode()
-        try:
-            code = MungeStatus(status)
-        except ValueError:
-            code = MungeStatus.SNAFU
+        code = status_of(status)
         self._lib.munge_ctx_destroy(ctypes.c_void_p(ctx))
         hint = None
         if code in (MungeStatus.SOCKET, MungeStatus.TIMEOUT):
@@ -137,6 +125,8 @@ class Munge:
 
     def decode(self, credential: str) -> DecodedCredential:
         """Check a credential (signature, expiry, replay) and return what it carries."""
+        from shifter.munge.values import DecodedCredential
+
         ctx = self._context()
         buf = ctypes.c_void_p()
         length = ctypes.c_int()
