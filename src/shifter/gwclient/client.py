@@ -19,10 +19,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
 
 from shifter import __version__
+from shifter.frozen import Frozen
 from shifter.gwclient.downlist import DownList, memory_path
 from shifter.gwclient.errors import (
     Attempt,
@@ -40,8 +39,10 @@ from shifter.gwclient.records import ImageRecord, parse_list, parse_record
 from shifter.gwclient.transport import Reply, TransportError, exchange
 from shifter.gwclient.urls import GatewayURL, api_path, parse_gateway_url
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # `collections` costs `shifterimg lookup` ~1 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
     from shifter.munge.libmunge import Munge
 
 # gatewayConnectTimeout's default: a gateway answers every request at once, so one that
@@ -58,17 +59,19 @@ USER_AGENT = f"shifter-gwclient/{__version__}"
 SMALL_REPLY_BYTES = 64 * 1024
 
 # Called with the gateway URL and every reply, 200 or not (`shifterimg -v` prints them).
-ReplyHook = Callable[[str, Reply], None]
-StatusHook = Callable[[ImageRecord], None]
+if TYPE_CHECKING:
+    ReplyHook = Callable[[str, Reply], None]
+    StatusHook = Callable[[ImageRecord], None]
 
 
-class Acl(namedtuple("Acl", "users groups", defaults=((), ()))):
+class Acl(Frozen):
     """Who may use a private image: `users` (uids) and `groups` (gids), tuples of ints.
 
     The gateway adds the caller's own uid and gid to a non-empty list.
     """
 
-    __slots__ = ()
+    users: tuple[int, ...] = ()
+    groups: tuple[int, ...] = ()
 
     def body(self) -> dict[str, str]:
         """The pull body's fields: comma-separated decimal strings, as the API wants them."""

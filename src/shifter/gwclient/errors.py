@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections import namedtuple
-
 from shifter.errors import PermissionDeniedError, ShifterError
+from shifter.frozen import Frozen
 
 
 class GatewayError(ShifterError):
@@ -15,16 +14,20 @@ class GatewayReplyError(GatewayError):
     """A gateway answered 200 with a body that is not what the API promises."""
 
 
-# Small values are named tuples, not dataclasses: a dataclass costs about a millisecond to
-# create at import, and this package is imported on every `shifter` launch.
-class Attempt(namedtuple("Attempt", "gateway problem status error", defaults=(None, None))):
+# Small values are Frozen, not dataclasses or named tuples: a dataclass costs about a
+# millisecond to create at import, a named tuple the import of `collections`, and this
+# package is imported on every `shifter` launch and `shifterimg lookup`.
+class Attempt(Frozen):
     """One gateway's answer to one request that did not succeed.
 
     `gateway` (the URL as configured), `problem` (a few words), `status` (the HTTP status,
     None when no reply arrived), `error` (the gateway's own error text, when it sent one).
     """
 
-    __slots__ = ()
+    gateway: str
+    problem: str
+    status: int | None = None
+    error: str | None = None
 
 
 class GatewayUnavailableError(GatewayError):

@@ -8,11 +8,14 @@ Parsing is pure: a JSON value in, an `ImageRecord` or `GatewayReplyError` out.
 
 from __future__ import annotations
 
-from collections import namedtuple
-from collections.abc import Mapping
 from types import MappingProxyType
 
+from shifter.frozen import Frozen
 from shifter.gwclient.errors import GatewayReplyError
+
+TYPE_CHECKING = False  # `collections` costs `shifterimg lookup` ~1 ms
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 MISSING = "MISSING"
 
@@ -24,16 +27,10 @@ IN_PROGRESS = frozenset(
 # SUCCESS is the original's legacy spelling of READY.
 READY = frozenset({"READY", "SUCCESS"})
 
-_FIELDS = (
-    "status id system itype tags user_acl group_acl env entry workdir labels last_pull "
-    "status_message raw"
-)
-_DEFAULTS = (None, None, None, (), (), (), None, None, None, None, None, None, MappingProxyType({}))
-
-
-# A named tuple rather than a dataclass: this is imported on every `shifter` launch, and a
-# 14-field dataclass costs over a millisecond to create. Build it with keywords.
-class ImageRecord(namedtuple("ImageRecord", _FIELDS, defaults=_DEFAULTS)):
+# Frozen, not a dataclass or a named tuple: this is imported on every `shifter` launch and
+# `shifterimg lookup`; a 14-field dataclass costs over a millisecond to create, a named
+# tuple the import of `collections`. Build it with keywords.
+class ImageRecord(Frozen):
     """One image as the gateway describes it; None where the gateway has no value.
 
     - `status` (str), `id` (64 hex digits; None on a pull record that has not finished),
@@ -47,22 +44,20 @@ class ImageRecord(namedtuple("ImageRecord", _FIELDS, defaults=_DEFAULTS)):
     - `raw`: the JSON object as received (`shifterimg images --json`, debugging).
     """
 
-    __slots__ = ()
-
     status: str
-    id: str | None
-    system: str | None
-    itype: str | None
-    tags: tuple[str, ...]
-    user_acl: tuple[int, ...]
-    group_acl: tuple[int, ...]
-    env: tuple[str, ...] | None
-    entry: object
-    workdir: str | None
-    labels: Mapping[str, object] | None
-    last_pull: float | None
-    status_message: str | None
-    raw: Mapping[str, object]
+    id: str | None = None
+    system: str | None = None
+    itype: str | None = None
+    tags: tuple[str, ...] = ()
+    user_acl: tuple[int, ...] = ()
+    group_acl: tuple[int, ...] = ()
+    env: tuple[str, ...] | None = None
+    entry: object = None
+    workdir: str | None = None
+    labels: Mapping[str, object] | None = None
+    last_pull: float | None = None
+    status_message: str | None = None
+    raw: Mapping[str, object] = MappingProxyType({})
 
     @property
     def in_progress(self) -> bool:

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections import namedtuple
-from collections.abc import Mapping
 
+from shifter.frozen import Frozen
 from shifter.gwclient.proxy import proxy_for
 from shifter.gwclient.urls import GatewayURL
 
@@ -27,16 +26,19 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import http.client
     import ssl
+    from collections.abc import Mapping
 
 # A list reply of ten thousand images is a few MiB; anything near this is not our gateway.
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 _CHUNK = 64 * 1024
 
 
-class Reply(namedtuple("Reply", "status media_type body")):
+class Reply(Frozen):
     """A complete HTTP reply: `status`, `media_type` (lower case, no parameters), `body`."""
 
-    __slots__ = ()
+    status: int
+    media_type: str
+    body: bytes
 
     @property
     def is_json(self) -> bool:
