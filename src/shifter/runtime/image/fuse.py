@@ -110,18 +110,23 @@ class SquashfuseServer:
 
     def _serve(self, program: str, read_end: int, verbose: bool) -> None:
         # The detached server: any failure here must end this process, never return.
+        # Everything but the exec is done before the launcher's GO: after it, squashfuse's
+        # start-up is on the launch's critical path.
         try:
             os.close(self.gate)
-            if os.read(read_end, 1) != GO:
-                os._exit(0)  # the launcher gave up or died
             null = os.open(os.devnull, os.O_RDWR)
             for target in (0, 1) if verbose else (0, 1, 2):
                 os.dup2(null, target)
             os.chdir("/")  # hold no host directory busy
             fd = self.fuse_fd
             os.set_inheritable(fd, True)
-            os.closerange(3, fd)
-            os.closerange(fd + 1, max(os.sysconf("SC_OPEN_MAX"), fd + 1))
+            # Keep only the FUSE descriptor and the gate's read end (close-on-exec).
+            low, high = sorted((fd, read_end))
+            os.closerange(3, low)
+            os.closerange(low + 1, high)
+            os.closerange(high + 1, max(os.sysconf("SC_OPEN_MAX"), high + 1))
+            if os.read(read_end, 1) != GO:
+                os._exit(0)  # the launcher gave up or died
             os.execv(program, [program, "-f", self.image, f"/dev/fd/{fd}"])
         finally:
             os._exit(127)
