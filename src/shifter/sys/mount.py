@@ -8,18 +8,21 @@ carry them over.
 A remount changes one mount, never the mounts below it (a recursive bind's submounts keep
 their own flags). `add_restrictions` (mount_setattr, Linux 5.12) adds flags to a whole
 tree at once and, as it only sets bits, needs no flags repeated.
+
+The flags are `libc.Constants` (plain ints), not `enum.IntFlag`s: `enum` with the
+`functools` and `collections` it imports costs a cold `shifter` launch ~2.5 ms.
+`MountFlag.describe(flags)` names them (`BIND|REC`), as errors do.
 """
 
 from __future__ import annotations
 
 import ctypes
-import enum
 import os
 
 from shifter.sys.libc import Constants, Named, check, encode, libc, raise_oserror
 
 
-class MountFlag(enum.IntFlag):
+class MountFlag(Constants):
     """The MS_* flags of mount(2)."""
 
     RDONLY = 1
@@ -45,10 +48,10 @@ class MountFlag(enum.IntFlag):
     STRICTATIME = 1 << 24
 
 
-NO_FLAGS = MountFlag(0)
+NO_FLAGS = 0
 
 
-class UmountFlag(enum.IntFlag):
+class UmountFlag(Constants):
     """The flags of umount2(2)."""
 
     FORCE = 1
@@ -57,7 +60,7 @@ class UmountFlag(enum.IntFlag):
     NOFOLLOW = 8
 
 
-NO_UMOUNT_FLAGS = UmountFlag(0)
+NO_UMOUNT_FLAGS = 0
 
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture (a "new" syscall)
 AT_FDCWD = -100
@@ -106,27 +109,35 @@ def mount(
     source: str | None,
     target: str,
     fstype: str | None,
-    flags: MountFlag,
+    flags: int,
     data: str | None = None,
 ) -> None:
-    """mount(2); raises `SyscallError` naming every argument."""
+    """mount(2) with `MountFlag` bits; raises `SyscallError` naming every argument."""
     result = libc().mount(
         encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)
     )
-    check(result, "mount", source, target, fstype, flags, data)
+    check(result, "mount", source, target, fstype, _flags(MountFlag, flags), data)
 
 
-def umount(target: str, flags: UmountFlag = NO_UMOUNT_FLAGS) -> None:
-    """umount2(2)."""
-    check(libc().umount2(encode(target), ctypes.c_int(flags)), "umount2", target, flags)
+def _flags(family: type[Constants], flags: int) -> Named | int:
+    # Named in a message, as the IntFlags were; no flag at all reads 0.
+    return Named(family, flags) if flags else 0
 
 
-def add_restrictions(target: str, flags: MountFlag, *, recursive: bool) -> None:
+def umount(target: str, flags: int = NO_UMOUNT_FLAGS) -> None:
+    """umount2(2) with `UmountFlag` bits."""
+    result = libc().umount2(encode(target), ctypes.c_int(flags))
+    check(result, "umount2", target, _flags(UmountFlag, flags))
+
+
+def add_restrictions(target: str, flags: int, *, recursive: bool) -> None:
     """mount_setattr(2): add `flags` (any of RDONLY, NOSUID, NODEV, NOEXEC) to the mount at
     `target` and, when `recursive`, to every mount below it. Nothing is cleared, so locked
     flags and atime modes stay as they are. Kernels before 5.12 raise ENOSYS."""
     if flags & ~RESTRICTIONS:
-        raise ValueError(f"not a restriction mount_setattr can add: {flags!r}")
+        raise ValueError(
+            f"not a restriction mount_setattr can add: {MountFlag.describe(flags)}"
+        )
     attr = _MountAttr(sum(bit for flag, bit in _MOUNT_ATTR if flags & flag), 0, 0, 0)
     at_flags = AtFlag.RECURSIVE if recursive else AtFlag.NONE
     result = libc().syscall(
@@ -137,10 +148,10 @@ def add_restrictions(target: str, flags: MountFlag, *, recursive: bool) -> None:
         ctypes.byref(attr),
         ctypes.c_size_t(ctypes.sizeof(attr)),
     )
-    check(result, "mount_setattr", target, flags, Named(AtFlag, at_flags))
+    check(result, "mount_setattr", target, _flags(MountFlag, flags), Named(AtFlag, at_flags))
 
 
-def kept_flags(path: str) -> MountFlag:
+def kept_flags(path: str) -> int:
     """The flags of the mount at `path` that a remount of it must repeat (atime mode too)."""
     try:
         info = os.statvfs(path)

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
 
 from shifter.errors import ConfigError, ShifterError
 from shifter.runtime.config.load import UdiRootConfig
 from shifter.runtime.identity.user import Identity, UserRecord, user_by_name
+
+TYPE_CHECKING = False  # the launch path: `collections` costs it ~1 ms
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 REQUIRED_STATIC = ("passwd", "group", "nsswitch.conf")
 HOST_FILES = ("hosts", "resolv.conf")

@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Collection
 
 from shifter.errors import ShifterError
 from shifter.runtime.volumes.pathguard import ContainerPathError, Resolved, resolve
 from shifter.runtime.volumes.spec import VolumeSpec
+
+TYPE_CHECKING = False  # the launch path: `collections` costs it ~1 ms
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 USER_FLAGS = frozenset(("ro", "perNodeCache"))
 USER_FORBIDDEN_TREES = ("/etc", "/var", "/opt/udiImage", "/proc", "/sys", "/dev")
