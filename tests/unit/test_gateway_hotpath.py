@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from shifter.gateway.hotpath import LOOKUP, PULL, match
+from shifter.gateway.hotpath import LIST, LOOKUP, PULL, match
 
 
 @pytest.mark.parametrize(
@@ -18,6 +18,7 @@ from shifter.gateway.hotpath import LOOKUP, PULL, match
          (LOOKUP, "sys", "docker", "reg.io:5000/a/b:c")),
         ("GET", "/api/lookup/sys/docker/a//b:1/", (LOOKUP, "sys", "docker", "a//b:1")),
         ("GET", "/api/lookup/sys/docker/a\tb:1/", (LOOKUP, "sys", "docker", "a\tb:1")),
+        ("GET", "/api/list/sys/", (LIST, "sys", "", "")),
     ],
 )
 def test_lookup_and_pull_paths_are_split_like_the_route(
@@ -37,7 +38,10 @@ def test_lookup_and_pull_paths_are_split_like_the_route(
         ("GET", "/api/lookup/sys//a:1/"),
         ("GET", "/api/lookup/sys/docker/"),
         ("GET", "/api/lookup/sys/docker/a\nforged:1/"),  # the route does not match it either
-        ("GET", "/api/list/sys/"),
+        ("POST", "/api/list/sys/"),
+        ("GET", "/api/list/sys"),
+        ("GET", "/api/list//"),
+        ("GET", "/api/list/sys/more/"),
         ("GET", "/api/lookupx/sys/docker/a:1/"),
         ("POST", "/api/doimport/sys/custom/a/"),
     ],

@@ -93,9 +93,10 @@ def healthz(gateway: Service) -> JSONResponse:
 
 
 @router.get("/api/list/{system}/")
-def list_images(system: str, caller: Caller, gateway: Service) -> JSONResponse:
-    found = gateway.manager.list(system, caller.requester)
-    return JSONResponse({"list": [to_response(record, caller.requester) for record in found]})
+async def list_images(request: Request, system: str, gateway: Service) -> JSONResponse:
+    return JSONResponse(await run_in_threadpool(
+        replies.list_images, gateway, _state(request), system, request.headers.get(HEADER),
+    ))
 
 
 @router.get("/api/lookup" + TAGGED)

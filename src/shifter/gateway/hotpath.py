@@ -1,9 +1,10 @@
-"""Lookup and pull answered as plain ASGI, ahead of FastAPI.
+"""Lookup, pull and list answered as plain ASGI, ahead of FastAPI.
 
-Every `shifter --image=...` start looks its image up, and `shifterimg pull` re-POSTs every
-half second until the image is READY, so these two requests are most of a busy gateway's
-traffic. FastAPI's routing, dependency resolution and middleware cost more than answering
-them (about as much again as the munge decode and the store read together), so `HotRoutes`
+Every `shifter --image=...` start looks its image up, `shifterimg pull` re-POSTs every
+half second until the image is READY, and workflow tools call `shifterimg lookup` and
+`shifterimg images` in loops, so these requests are most of a busy gateway's traffic.
+FastAPI's routing, dependency resolution and middleware cost more than answering them
+(about as much again as the munge decode and the store read together), so `HotRoutes`
 recognises their paths itself and answers with the same functions as the FastAPI routes
 (`replies`), the same JSON bytes and the same error bodies. Anything else, and any path it
 does not parse, goes on to FastAPI. `RequestGuard` wraps both (request id, body limits,
@@ -49,22 +50,28 @@ class HotRoute:
 
 LOOKUP = HotRoute("/api/lookup/{system}/{imgtype}/{tag:path}/", "GET", "/api/lookup/")
 PULL = HotRoute("/api/pull/{system}/{imgtype}/{tag:path}/", "POST", "/api/pull/")
+LIST = HotRoute("/api/list/{system}/", "GET", "/api/list/")
 
 
 def match(method: str, path: str) -> tuple[HotRoute, str, str, str] | None:
     """(route, system, image type, tag) of a lookup or pull path, as FastAPI would match
-    `/{system}/{imgtype}/{tag:path}/`; None for anything else."""
+    `/{system}/{imgtype}/{tag:path}/`, or (LIST, system, "", "") of a list path
+    (`/{system}/`); None for anything else."""
     for route in (LOOKUP, PULL):
         if method == route.method and path.startswith(route.prefix) and path.endswith("/"):
             parts = path[len(route.prefix):-1].split("/", 2)
             # The route's `{tag:path}` is the regex `.*`, which stops at a newline.
             if len(parts) == 3 and all(parts) and "\n" not in parts[2]:
                 return route, parts[0], parts[1], parts[2]
+    if method == LIST.method and path.startswith(LIST.prefix) and path.endswith("/"):
+        system = path[len(LIST.prefix):-1]
+        if system and "/" not in system:  # `{system}` is `[^/]+`
+            return LIST, system, "", ""
     return None
 
 
 class HotRoutes:
-    """ASGI app: lookup and pull here, everything else (and the lifespan) to `api`."""
+    """ASGI app: lookup, pull and list here, everything else (and the lifespan) to `api`."""
 
     def __init__(self, api: FastAPI) -> None:
         self.api = api
@@ -84,6 +91,9 @@ class HotRoutes:
         if route is LOOKUP:
             def answer() -> dict[str, Any]:
                 return replies.lookup(gateway, state, system, imgtype, tag, credential)
+        elif route is LIST:
+            def answer() -> dict[str, Any]:
+                return replies.list_images(gateway, state, system, credential)
         else:
             document = replies.optional_json_document(await _body(receive))
 

@@ -64,6 +64,16 @@ def lookup(
     return to_response(record, caller.requester)
 
 
+def list_images(
+    gateway: GatewayService, state: MutableMapping[str, Any], system: str,
+    credential: str | None,
+) -> dict[str, Any]:
+    """The images of `system` the caller may see."""
+    caller = authenticated(gateway, state, system, credential)
+    found = gateway.manager.list(system, caller.requester)
+    return {"list": [to_response(record, caller.requester) for record in found]}
+
+
 def pull(
     gateway: GatewayService, state: MutableMapping[str, Any], system: str, imgtype: str,
     tag: str, credential: str | None, document: Any,
