@@ -118,7 +118,7 @@ def _user_volumes(request: LaunchRequest, environ: Mapping[str, str]) -> tuple[V
 
 def command_paths(program: str, search_path: str | None) -> tuple[str, ...]:
     """Where `program` may be in the container (as start.py's exec will search), for the
-    read-ahead of the image server (fuse.py); relative names cannot be placed yet."""
+    read-ahead of the image server (image/fuse.py); relative names cannot be placed yet."""
     if "/" in program:
         return (program,) if program.startswith("/") else ()
     directories = (search_path or os.defpath).split(":")
