@@ -5,15 +5,13 @@ remembered, and a hook without the line runs every time."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from shifter.runtime.identity.userdir import user_dir_path
 from shifter.runtime.site.hooks import REMEMBER_MARKER
-from tests.services.runtime_fixtures import TEST_USER, Site, output_of, uid_of
+from tests.services.runtime_fixtures import TEST_USER, Site, output_of, remove_user_dirs
 from tests.services.setuproot_fixtures import RootSite, make_root_site, setup_ok
 
 pytestmark = pytest.mark.root
@@ -22,10 +20,9 @@ HOOK = "/opt/udiImage/modules/check/check.sh"
 
 @pytest.fixture
 def clean_user_dir() -> Iterator[None]:
-    path = Path(user_dir_path(uid_of(TEST_USER)))
-    shutil.rmtree(path, ignore_errors=True)
+    remove_user_dirs(TEST_USER)
     yield
-    shutil.rmtree(path, ignore_errors=True)
+    remove_user_dirs(TEST_USER)
 
 
 def _module(site: Site, body: str, *, remember: bool = True) -> tuple[list[str], Path]:

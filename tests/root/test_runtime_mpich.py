@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from tests.services.runtime_fixtures import (
     Site,
     assert_refused,
     output_of,
+    remove_user_dirs,
     uid_of,
 )
 from tests.services.setuproot_fixtures import SETUP_ROOT, RootSite, make_root_site
@@ -158,15 +158,13 @@ def test_the_userhooks_verdict_is_remembered_only_for_a_pass(
 ) -> None:
     # shifter-prep-libs' hook allows it (`# shifter: remember-success`): a pass is kept
     # in the user's directory, a refusal is not.
-    directory = Path(user_dir_path(uid_of(TEST_USER)))
-    shutil.rmtree(directory, ignore_errors=True)
-    try:
-        for name in ("nompi", "openmpi"):
-            mpi_site.run(f"--image={mpi_files.ref(name)}", "true", cwd=Path("/"))
-        found = sorted(path.name for path in directory.glob("userhook-*"))
-        assert found == [f"userhook-{mpi_files.ids['nompi']}-module_mpich_userhook"]
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    remove_user_dirs(TEST_USER)
+    for name in ("nompi", "openmpi"):
+        mpi_site.run(f"--image={mpi_files.ref(name)}", "true", cwd=Path("/"))
+    found = Path(user_dir_path(uid_of(TEST_USER))).glob("userhook-*")
+    assert sorted(path.name for path in found) == [
+        f"userhook-{mpi_files.ids['nompi']}-module_mpich_userhook"
+    ]
 
 
 @pytest.fixture

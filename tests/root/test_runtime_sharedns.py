@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -28,6 +27,7 @@ from tests.services.runtime_fixtures import (
     Site,
     gid_of,
     output_of,
+    remove_user_dirs,
     shifter_env,
     uid_of,
 )
@@ -39,12 +39,9 @@ NAMESPACES = "readlink /proc/self/ns/user; readlink /proc/self/ns/mnt"
 @pytest.fixture
 def clean_user_dirs() -> Iterator[None]:
     """No record from elsewhere before the test, none left after it."""
-    paths = [Path(user_dir_path(uid_of(user))) for user in (TEST_USER, OTHER_USER)]
-    for path in paths:
-        shutil.rmtree(path, ignore_errors=True)
+    remove_user_dirs(TEST_USER, OTHER_USER)
     yield
-    for path in paths:
-        shutil.rmtree(path, ignore_errors=True)
+    remove_user_dirs(TEST_USER, OTHER_USER)
 
 
 class Running:

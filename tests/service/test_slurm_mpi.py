@@ -28,6 +28,7 @@ from tests.services.mpich_fixtures import (
     prepare_module,
     shared_temp_dir,
 )
+from tests.services.runtime_fixtures import TEST_USER, remove_user_dirs
 from tests.services.slurm_fixtures import IMAGE_FS, Slurm
 
 INJECTED = "/opt/udiImage/modules/mpich/lib64/libmpich.so.12.2.2"
@@ -79,6 +80,7 @@ def mpi_slurm(slurm: Slurm) -> Iterator[tuple[Slurm, str]]:
             site.config.write_text(original)
             for path in copied:
                 path.unlink(missing_ok=True)
+            remove_user_dirs(TEST_USER)  # the ranks' namespace record, the hook's verdicts
 
 
 def ranks(output: str) -> list[tuple[int, int, int, str]]:
