@@ -39,6 +39,7 @@ from pathlib import Path
 from bench.launch import BIN, build_image, site_config
 from shifter.proc import run
 from shifter.runtime.identity.userdir import user_dir_path
+from tests.services.runtime_fixtures import remove_user_dirs
 
 MPICH = "/usr/lib/x86_64-linux-gnu/libmpich.so.12"
 STUB = "int cuInit(unsigned int flags) { (void)flags; return 0; }\n"
@@ -181,7 +182,10 @@ def main() -> int:
         work.chmod(0o755)
         _, image_id, source, _ = build_image(work)
         sites = configs(work, work / "images")
-        samples = interleaved(commands(image_id, sites, args.user), args.runs, args.user)
+        try:
+            samples = interleaved(commands(image_id, sites, args.user), args.runs, args.user)
+        finally:
+            remove_user_dirs(args.user)  # the remembered verdicts, the namespace record
         if args.json:
             args.json.write_text(json.dumps(samples))
         print(f"Image: {source}. {args.runs} runs per row, interleaved.")

@@ -43,6 +43,7 @@ from tests.services.mpich_fixtures import (
     prepare_module,
     shared_temp_dir,
 )
+from tests.services.runtime_fixtures import remove_user_dirs
 
 SOURCE = Path(__file__).parent / "data" / "mpi_pingpong.c"
 METRICS = ("pingpong_8B", "pingpong_1MiB", "allreduce_1MiB")
@@ -132,6 +133,7 @@ def main() -> int:
             if root_config.exists():
                 subprocess.run([str(BIN / "unsetupRoot")], check=False,
                                env={"PATH": "/usr/bin:/bin", "SHIFTER_CONFIG": str(root_config)})
+            remove_user_dirs(args.user)  # the ranks' shared namespace record
     medians = print_medians(results, args.rounds, "row")
     for row, base in (("container", "host"), ("container, setupRoot", "host")):
         ratios = " | ".join(f"{medians[row][m] / medians[base][m]:.3f}" for m in METRICS)

@@ -53,6 +53,7 @@ from tests.services.mpich_fixtures import (
     image_entries,
     prepare_module,
 )
+from tests.services.runtime_fixtures import remove_user_dirs
 
 SOURCE = Path(__file__).parent / "data" / "mpi_pingpong.c"
 LAYOUTS = {"2x1": ("-N", "2", "-n", "2"), "1x2": ("-N", "1", "-n", "2")}
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster.stop()
             remove_node_records(cluster)
         shutil.rmtree(work, ignore_errors=True)
+        remove_user_dirs(args.user)  # the ranks' shared namespace record
     medians = print_medians(results, args.rounds, "layout, row")
     for layout in LAYOUTS:
         host = medians[f"{layout} host"]
