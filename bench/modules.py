@@ -9,8 +9,10 @@ same image (bench.launch's), one site config each:
 - `no modules`: no module configured;
 - `mpich`: the host's MPICH prepared with `shifter-prep-libs` as copyPath, the
   siteEnvPrepend and siteEnv lines of docs/mpi.md, `defaultModules=mpich`, no userhook;
-- `mpich + userhook`: the same with the ABI-check userhook (`bin/init.sh`: a `/bin/sh`
-  started before the command, and the import of subprocess for it);
+- `mpich + userhook`: the same with the ABI-check userhook (`bin/init.sh`), whose success
+  for this image is remembered (runtime/site/hooks.py): the launches after the first skip it;
+- `mpich + userhook, first launch`: the same with the user's remembered verdicts removed
+  before each run (outside the timing): the hook's `/bin/sh` runs every time;
 - `gpu configured, off`: the GPU keys of docs/gpu.md naming a fake driver (gcc-compiled stub
   libraries, mknod nodes in a work directory), CUDA_VISIBLE_DEVICES unset;
 - `gpu, CUDA_VISIBLE_DEVICES=0`: the same with one GPU selected: the driver files bound
@@ -36,10 +38,13 @@ from pathlib import Path
 
 from bench.launch import BIN, build_image, site_config
 from shifter.proc import run
+from shifter.runtime.identity.userdir import user_dir_path
+from tests.services.runtime_fixtures import remove_user_dirs
 
 MPICH = "/usr/lib/x86_64-linux-gnu/libmpich.so.12"
 STUB = "int cuInit(unsigned int flags) { (void)flags; return 0; }\n"
 WARMUP = 3  # rounds not counted
+FIRST_LAUNCH = "mpich + userhook, first launch"  # the remembered verdicts removed before each
 
 
 def prepare_mpich(work: Path) -> Path:
@@ -73,7 +78,8 @@ def configs(work: Path, image_dir: Path) -> dict[str, Path]:
     module = [
         f"module_mpich_copyPath={mpich}",
         "module_mpich_siteEnvPrepend=LD_LIBRARY_PATH=/opt/udiImage/modules/mpich/lib64",
-        "module_mpich_siteEnv=SHIFTER_MODULE_MPICH=1 UCX_POSIX_USE_PROC_LINK=n",
+        "module_mpich_siteEnv=SHIFTER_MODULE_MPICH=1 "
+        "UCX_MODULE_DIR=/opt/udiImage/modules/mpich/lib64",
         "defaultModules=mpich",
     ]
     extra = {
@@ -105,18 +111,29 @@ def commands(image_id: str, sites: dict[str, Path], user: str) -> dict[str, list
         "no modules": launch("none"),
         "mpich": launch("mpich"),
         "mpich + userhook": launch("mpich-hook"),
+        FIRST_LAUNCH: launch("mpich-hook"),
         "gpu configured, off": launch("gpu"),
         "gpu, CUDA_VISIBLE_DEVICES=0": launch("gpu", "CUDA_VISIBLE_DEVICES=0"),
     }
 
 
-def interleaved(rows: dict[str, list[str]], runs: int) -> dict[str, list[tuple[float, float]]]:
+def forget_verdicts(user: str) -> None:
+    """Remove the user's remembered userhook verdicts (runtime/site/hooks.py)."""
+    directory = Path(user_dir_path(pwd.getpwnam(user).pw_uid))
+    for path in directory.glob("userhook-*"):
+        path.unlink()
+
+
+def interleaved(rows: dict[str, list[str]], runs: int, user: str
+                ) -> dict[str, list[tuple[float, float]]]:  # fmt: skip
     """(wall ms, CPU ms) of each run, the rows taking turns run by run: a machine whose load
     drifts (a shared one) then weighs on every row alike, which hyperfine's one-row-after-
     another cannot give. CPU: user + system of the child tree (getrusage)."""
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in rows}
     for round_number in range(runs + WARMUP):
         for name, argv in rows.items():
+            if name == FIRST_LAUNCH:
+                forget_verdicts(user)
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -165,7 +182,10 @@ def main() -> int:
         work.chmod(0o755)
         _, image_id, source, _ = build_image(work)
         sites = configs(work, work / "images")
-        samples = interleaved(commands(image_id, sites, args.user), args.runs)
+        try:
+            samples = interleaved(commands(image_id, sites, args.user), args.runs, args.user)
+        finally:
+            remove_user_dirs(args.user)  # the remembered verdicts, the namespace record
         if args.json:
             args.json.write_text(json.dumps(samples))
         print(f"Image: {source}. {args.runs} runs per row, interleaved.")

@@ -9,14 +9,15 @@ round by round, all started by Debian's `mpiexec -n 2` (hydra) as `--user`:
 
 - `host`: the program on the host, UCX's defaults;
 - `host, no CMA`: the same with `UCX_POSIX_USE_PROC_LINK=n UCX_TLS=^cma`: what ranks in
-  separate user namespaces are left with (no process_vm_readv between them, docs/mpi.md);
+  separate user namespaces were left with (no process_vm_readv between them), for scale;
 - `host, one user namespace`: both ranks in one new user namespace (`unshare --user
   --map-current-user mpiexec ...`): what ranks sharing one namespace would get;
 - `container`: `shifter --image=id:X pingpong` per rank, the image built with
   `shifter.ocibuild` holding the program and its own libmpich, the host's MPICH injected
   by the mpich module (prepared with `shifter-prep-libs`, UCX's CMA plugin included, the
-  siteEnv pointing `UCX_MODULE_DIR` at it); each rank in its own container and user
-  namespace, so with CMA off as in `host, no CMA`;
+  siteEnv pointing `UCX_MODULE_DIR` at it); each rank builds its own (unprivileged)
+  container, the ranks sharing the user's namespace on the node (runtime/identity/sharedns.py):
+  UCX's defaults;
 - `container, setupRoot`: the same after `setupRoot -u USER id X` (as the Slurm prolog
   does): the ranks enter that container and join its user namespace (runtime/identity/jobns.py),
   UCX's defaults.
@@ -36,19 +37,17 @@ from pathlib import Path
 
 from bench.launch import BIN, site_config
 from tests.services.mpich_fixtures import (
+    UCX_CMA,
     build_squashfs_image,
     image_entries,
     prepare_module,
     shared_temp_dir,
 )
+from tests.services.runtime_fixtures import remove_user_dirs
 
 SOURCE = Path(__file__).parent / "data" / "mpi_pingpong.c"
 METRICS = ("pingpong_8B", "pingpong_1MiB", "allreduce_1MiB")
 NO_CMA = {"UCX_POSIX_USE_PROC_LINK": "n", "UCX_TLS": "^cma"}
-# UCX's transports are plugins it dlopens from UCX_MODULE_DIR (else next to libucs): the
-# CMA one goes into the module (shifter-prep-libs copies it like a library), UCX is
-# pointed at it.
-UCX_CMA = "/usr/lib/x86_64-linux-gnu/ucx/libuct_cma.so.0"
 MODULE_LINES = (
     "module_mpich_siteEnvPrepend=LD_LIBRARY_PATH=/opt/udiImage/modules/mpich/lib64",
     "module_mpich_siteEnv=SHIFTER_MODULE_MPICH=1 UCX_MODULE_DIR=/opt/udiImage/modules/mpich/lib64",
@@ -88,8 +87,7 @@ def rows(work: Path, user: str) -> dict[str, tuple[list[str], dict[str, str]]]:
         "host": ([*mpiexec, str(binary)], env),
         "host, no CMA": ([*mpiexec, str(binary)], {**env, **NO_CMA}),
         "host, one user namespace": ([*as_user, *one_namespace, *launcher, str(binary)], env),
-        # Separate user namespaces: CMA off (docs/mpi.md).
-        "container": ([*mpiexec, *shifter], {**env, **NO_CMA, "SHIFTER_CONFIG": str(config)}),
+        "container": ([*mpiexec, *shifter], {**env, "SHIFTER_CONFIG": str(config)}),
         "container, setupRoot": ([*mpiexec, *shifter], {**env, "SHIFTER_CONFIG": str(root_config)}),
     }
 
@@ -100,6 +98,19 @@ def measure(argv: list[str], env: dict[str, str]) -> dict[str, float]:
         raise SystemExit(f"bench.mpi: {' '.join(argv)} failed: {done.stderr.strip()[-500:]}")
     values = dict(line.split() for line in done.stdout.splitlines())
     return {metric: float(values[metric]) for metric in METRICS}
+
+
+def print_medians(results: dict[str, list[dict[str, float]]], rounds: int,
+                  first_column: str) -> dict[str, dict[str, float]]:
+    """Print each row's medians (µs) as a Markdown table, with the load; return them."""
+    medians = {name: {m: statistics.median(r[m] for r in runs) for m in METRICS}
+               for name, runs in results.items()}  # fmt: skip
+    print(f"{rounds} rounds, load average {os.getloadavg()[0]:.2f}; µs, medians")
+    print(f"| {first_column} | " + " | ".join(METRICS) + " |")
+    print("|---|" + "---|" * len(METRICS))
+    for name, values in medians.items():
+        print(f"| {name} | " + " | ".join(f"{values[m]:.2f}" for m in METRICS) + " |")
+    return medians
 
 
 def main() -> int:
@@ -122,9 +133,9 @@ def main() -> int:
             if root_config.exists():
                 subprocess.run([str(BIN / "unsetupRoot")], check=False,
                                env={"PATH": "/usr/bin:/bin", "SHIFTER_CONFIG": str(root_config)})
+            remove_user_dirs(args.user)  # the ranks' shared namespace record
     medians = print_medians(results, args.rounds, "row")
-    for row, base in (("container", "host"), ("container", "host, no CMA"),
-                      ("container, setupRoot", "host")):  # fmt: skip
+    for row, base in (("container", "host"), ("container, setupRoot", "host")):
         ratios = " | ".join(f"{medians[row][m] / medians[base][m]:.3f}" for m in METRICS)
         print(f"| {row} / {base} | {ratios} |")
     return 0
@@ -133,15 +144,3 @@ def main() -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def print_medians(results: dict[str, list[dict[str, float]]], rounds: int,
-                  first_column: str) -> dict[str, dict[str, float]]:
-    """Print each row's medians (µs) as a Markdown table, with the load; return them."""
-    medians = {name: {m: statistics.median(r[m] for r in runs) for m in METRICS}
-               for name, runs in results.items()}  # fmt: skip
-    print(f"{rounds} rounds, load average {os.getloadavg()[0]:.2f}; µs, medians")
-    print(f"| {first_column} | " + " | ".join(METRICS) + " |")
-    print("|---|" + "---|" * len(METRICS))
-    for name, values in medians.items():
-        print(f"| {name} | " + " | ".join(f"{values[m]:.2f}" for m in METRICS) + " |")
-    return medians

@@ -12,8 +12,8 @@ Rows, taking turns round by round, each one `srun` of its own:
 - `host`: `srun --mpi=pmi2 pingpong` (UCX's defaults);
 - `host, no CMA`: the same with `UCX_POSIX_USE_PROC_LINK=n UCX_TLS=^cma`;
 - `private`: `srun --mpi=pmi2 shifter --image=id:X pingpong` in an allocation that may
-  share its nodes: every rank builds its own unprivileged container (in its own user
-  namespace, so with UCX's CMA off as in `host, no CMA`);
+  share its nodes: every rank builds its own unprivileged container, the ranks sharing the
+  user's namespace on the machine (runtime/identity/sharedns.py): UCX's defaults;
 - `setupRoot`: `srun --image=id:X --exclusive --mpi=pmi2 shifter pingpong`: the prolog
   built the container on each node and every rank enters it, joining the job's user
   namespace (shifter.runtime.identity.jobns): UCX's defaults, CMA included.
@@ -21,12 +21,14 @@ Rows, taking turns round by round, each one `srun` of its own:
 The module holds UCX's CMA transport plugin (`libuct_cma.so.0`, passed to
 shifter-prep-libs like a library) and its siteEnv points `UCX_MODULE_DIR` at it.
 
-Layouts: `2x1` (`-N 2 -n 2`, the ping-pong between two nodes; every row but `host` with
-CMA off: these nodes are one machine, UCX takes them for one host and would use shared
-memory between the two nodes' separate namespaces) and `1x2` (`-N 1 -n 2`, two ranks of
-one node). Each figure is the median over the rounds of the program's own
-medians (µs). Also printed: the user namespace (`/proc/self/ns/user`) of two ranks of one
-node in the setupRoot container: one each, or one shared.
+Layouts: `2x1` (`-N 2 -n 2`, the ping-pong between two nodes) and `1x2` (`-N 1 -n 2`, two
+ranks of one node). These nodes are one machine: UCX takes them for one host and uses
+shared memory between them. The private containers of the two "nodes" share one /dev/shm
+and so one user namespace (what one kernel gives); the setupRoot containers of two nodes
+have one namespace per node, so `2x1 setupRoot` runs with CMA off. Each figure is the
+median over the rounds of the program's own medians (µs). Also printed: the user
+namespace (`/proc/self/ns/user`) of two ranks in the setupRoot container (one node) and
+in private containers (one node; two nodes): one each, or one shared.
 """
 
 from __future__ import annotations
@@ -41,11 +43,17 @@ import tempfile
 from pathlib import Path
 
 from bench.launch import BIN, site_config
-from bench.mpi import METRICS, MODULE_LINES, NO_CMA, UCX_CMA, print_medians
+from bench.mpi import METRICS, MODULE_LINES, NO_CMA, print_medians
 from bench.slurm import remove_node_records
 from shifter.devtools.slurm import SlurmCluster
 from shifter.wlm import plugin
-from tests.services.mpich_fixtures import build_squashfs_image, image_entries, prepare_module
+from tests.services.mpich_fixtures import (
+    UCX_CMA,
+    build_squashfs_image,
+    image_entries,
+    prepare_module,
+)
+from tests.services.runtime_fixtures import remove_user_dirs
 
 SOURCE = Path(__file__).parent / "data" / "mpi_pingpong.c"
 LAYOUTS = {"2x1": ("-N", "2", "-n", "2"), "1x2": ("-N", "1", "-n", "2")}
@@ -74,8 +82,7 @@ def rows(binary: Path, image_id: str) -> dict[str, tuple[list[str], dict[str, st
     return {
         "host": ([*srun, "--exclusive", str(binary)], {}),
         "host, no CMA": ([*srun, "--exclusive", str(binary)], NO_CMA),
-        # Separate user namespaces: no CMA between ranks of a node (docs/mpi.md).
-        "private": ([*srun, str(BIN / "shifter"), f"--image=id:{image_id}", "pingpong"], NO_CMA),
+        "private": ([*srun, str(BIN / "shifter"), f"--image=id:{image_id}", "pingpong"], {}),
         "setupRoot": (
             [*srun, f"--image=id:{image_id}", "--exclusive", str(BIN / "shifter"), "pingpong"],
             {},
@@ -107,11 +114,20 @@ class Runner:
         return {metric: float(values[metric]) for metric in METRICS}
 
 
-def namespaces(runner: Runner, image_id: str) -> list[str]:
-    """The user namespace of each of two ranks of one node in the setupRoot container."""
-    argv = ["srun", f"--image=id:{image_id}", "--exclusive", "-N", "1", "-n", "2",
-            str(BIN / "shifter"), "busybox", "readlink", "/proc/self/ns/user"]  # fmt: skip
-    return sorted(runner.run(argv, {}).split())
+def namespaces(runner: Runner, image_id: str) -> dict[str, list[str]]:
+    """The user namespace of each of two ranks: in the setupRoot container of one node,
+    in private containers on one node and on two."""
+    found = {}
+    for name, options in (
+        ("setupRoot, 1x2", [f"--image=id:{image_id}", "--exclusive", "-N", "1", "-n", "2",
+                            str(BIN / "shifter")]),
+        ("private, 1x2", ["-N", "1", "-n", "2", str(BIN / "shifter"), f"--image=id:{image_id}"]),
+        ("private, 2x1", ["-N", "2", "-n", "2", str(BIN / "shifter"), f"--image=id:{image_id}"]),
+    ):  # fmt: skip
+        # `sleep` keeps both alive together: a namespace is shared while a member runs.
+        argv = ["srun", *options, "sh", "-c", "busybox readlink /proc/self/ns/user; sleep 1"]
+        found[name] = sorted(runner.run(argv, {}).split())
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for layout, layout_args in LAYOUTS.items():
                 for name, (row, extra) in found.items():
-                    if layout == "2x1" and name != "host":
+                    if layout == "2x1" and name == "setupRoot":
                         # Two of these "nodes" are one machine: UCX sees one host and
                         # would use shared memory between the two nodes' namespaces.
                         extra = {**extra, **NO_CMA}
@@ -149,14 +165,16 @@ def main(argv: list[str] | None = None) -> int:
             cluster.stop()
             remove_node_records(cluster)
         shutil.rmtree(work, ignore_errors=True)
+        remove_user_dirs(args.user)  # the ranks' shared namespace record
     medians = print_medians(results, args.rounds, "layout, row")
     for layout in LAYOUTS:
         host = medians[f"{layout} host"]
         for row in ("private", "setupRoot"):
             ratios = " | ".join(f"{medians[f'{layout} {row}'][m] / host[m]:.3f}" for m in METRICS)
             print(f"| {layout} {row} / host | {ratios} |")
-    shared = "one, shared" if len(set(user_namespaces)) == 1 else "one each"
-    print(f"user namespaces of two ranks in the setupRoot container: {user_namespaces} ({shared})")
+    for name, spaces in user_namespaces.items():
+        shared = "one, shared" if len(set(spaces)) == 1 else "one each"
+        print(f"user namespaces of two ranks, {name}: {spaces} ({shared})")
     if args.json:
         data = {"results": results, "medians": medians, "user_namespaces": user_namespaces}
         args.json.write_text(json.dumps(data, indent=2))

@@ -17,6 +17,10 @@
 #                                       (bench/mpi_nodes.py): about a minute
 #   scripts/bench.sh ssh [ARGS]         ssh between a job's nodes, the job's sshd in the
 #                                       container vs a host sshd (bench/ssh.py): ~30 s
+#   scripts/bench.sh modules [ARGS]     the launch cost of the mpich and GPU modules
+#                                       (bench/modules.py): under a minute
+#   scripts/bench.sh sharedns [ARGS]    the launch cost of sharing the user namespace of
+#                                       private containers (bench/sharedns.py): a minute
 #
 # Results go to stdout as Markdown tables; docs/performance.md records them.
 set -euo pipefail
@@ -26,11 +30,11 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "bench.sh: run as root (it installs Debian packages, runs debootstrap, mounts)" >&2
     exit 1
 fi
-benchmarks=(convert launch lookup gateway slurm mpi mpi_nodes ssh)  # convert first: it caches the Debian tree launch uses
+benchmarks=(convert launch lookup gateway slurm mpi mpi_nodes ssh modules sharedns)  # convert first: it caches the Debian tree launch uses
 if [ "$#" -gt 0 ]; then
     case "$1" in
-        convert|launch|lookup|gateway|slurm|mpi|mpi_nodes|ssh) benchmarks=("$1"); shift ;;
-        *) echo "bench.sh: unknown benchmark '$1' (convert, launch, lookup, gateway, slurm, mpi, mpi_nodes or ssh)" >&2
+        convert|launch|lookup|gateway|slurm|mpi|mpi_nodes|ssh|modules|sharedns) benchmarks=("$1"); shift ;;
+        *) echo "bench.sh: unknown benchmark '$1' (convert, launch, lookup, gateway, slurm, mpi, mpi_nodes, ssh, modules or sharedns)" >&2
            exit 2 ;;
     esac
 fi

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from shifter.runtime.identity.userdir import user_dir_path
 from tests.services.mpich_fixtures import MpiFiles, make_mpi_files, shared_temp_dir
 from tests.services.runtime_fixtures import (
     SHIFTER,
@@ -22,6 +23,8 @@ from tests.services.runtime_fixtures import (
     Site,
     assert_refused,
     output_of,
+    remove_user_dirs,
+    uid_of,
 )
 from tests.services.setuproot_fixtures import SETUP_ROOT, RootSite, make_root_site
 
@@ -88,10 +91,28 @@ def test_mpiexec_ranks_in_separate_containers(mpi_site: Site, mpi_files: MpiFile
     assert ranks(result.stdout) == [(rank, 3, 3, INJECTED) for rank in range(3)]
 
 
+def test_mpiexec_ranks_share_a_user_namespace_and_ucxs_cma(
+    mpi_site: Site, mpi_files: MpiFiles
+) -> None:
+    # UCX's defaults: its shared-memory segments passed through /proc/PID/fd and its CMA
+    # (process_vm_readv) between ranks, both refused between separate user namespaces.
+    result = mpiexec(mpi_site, 2, f"--image={mpi_files.ref('hello')}", "sh", "-c",
+                     "readlink /proc/self/ns/user >&2; exec hello",
+                     env={"UCX_LOG_LEVEL": "info"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # UCX logs to stdout.
+    rank_lines = "\n".join(line for line in result.stdout.splitlines() if "UCX" not in line)
+    assert ranks(rank_lines) == [(rank, 2, 1, INJECTED) for rank in range(2)]
+    spaces = {line for line in result.stderr.splitlines() if line.startswith("user:[")}
+    assert len(spaces) == 1, result.stderr
+    transports = [line for line in result.stdout.splitlines() if "ep_cfg" in line]
+    assert transports and all("cma/memory" in line for line in transports), result.stdout
+    assert "Permission denied" not in result.stdout + result.stderr
+
+
 def test_mpiexec_with_the_images_own_mpich(mpi_site: Site, mpi_files: MpiFiles) -> None:
-    # Without the module its siteEnv is gone: the user names UCX's shared-memory mode.
-    result = mpiexec(mpi_site, 2, "--module=none", f"--image={mpi_files.ref('hello')}", "hello",
-                     env={"UCX_POSIX_USE_PROC_LINK": "n"})  # fmt: skip
+    # Without the module, UCX's defaults with the image's own library.
+    result = mpiexec(mpi_site, 2, "--module=none", f"--image={mpi_files.ref('hello')}", "hello")
     assert result.returncode == 0, result.stderr
     assert ranks(result.stdout) == [(rank, 2, 1, IMAGES_OWN) for rank in range(2)]
 
@@ -115,12 +136,13 @@ def test_the_userhook_refuses_an_image_without_the_mpich_abi(
     mpi_site: Site, mpi_files: MpiFiles
 ) -> None:
     image = f"--image={mpi_files.ref('openmpi')}"
-    assert_refused(
-        mpi_site.run(image, "true", cwd=Path("/")),
-        "userhook /opt/udiImage/modules/mpich/bin/init.sh failed",
-        "libmpi.so.40 does not follow the MPICH ABI",
-        "--module=none",
-    )
+    for _ in range(2):  # every time: a refusal is never remembered (hooks.py)
+        assert_refused(
+            mpi_site.run(image, "true", cwd=Path("/")),
+            "userhook /opt/udiImage/modules/mpich/bin/init.sh failed",
+            "libmpi.so.40 does not follow the MPICH ABI",
+            "--module=none",
+        )
     assert mpi_site.run("--module=none", image, "true", cwd=Path("/")).returncode == 0
 
 
@@ -129,6 +151,20 @@ def test_the_userhook_lets_an_image_without_mpi_through(
 ) -> None:
     assert output_of(mpi_site.run(f"--image={mpi_files.ref('nompi')}", "echo", "ok",
                                   cwd=Path("/"))) == "ok\n"  # fmt: skip
+
+
+def test_the_userhooks_verdict_is_remembered_only_for_a_pass(
+    mpi_site: Site, mpi_files: MpiFiles
+) -> None:
+    # shifter-prep-libs' hook allows it (`# shifter: remember-success`): a pass is kept
+    # in the user's directory, a refusal is not.
+    remove_user_dirs(TEST_USER)
+    for name in ("nompi", "openmpi"):
+        mpi_site.run(f"--image={mpi_files.ref(name)}", "true", cwd=Path("/"))
+    found = Path(user_dir_path(uid_of(TEST_USER))).glob("userhook-*")
+    assert sorted(path.name for path in found) == [
+        f"userhook-{mpi_files.ids['nompi']}-module_mpich_userhook"
+    ]
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 user's, which setupRoot pinned in the tree (shifter.runtime.identity.jobns): processes of the job
 on the node may then look into one another (/proc/PID/environ here; MPI's
 process_vm_readv and /proc/PID/fd alike), which separate namespaces forbid. A private
-container still gets a namespace of its own, and unsetupRoot takes the pin down."""
+container gets another (the one the user's private containers share, identity/sharedns.py, never
+the job's), and unsetupRoot takes the pin down."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ linked against the image's own libmpich, the host's MPICH (prepared with
 shifter-prep-libs) injected as the site's `mpich` module (docs/mpi.md).
 
 - `srun -N 3 -n 6 --mpi=pmi2 shifter --image=...` in an allocation that may share its
-  nodes: no setupRoot, each rank builds its own unprivileged container;
+  nodes: no setupRoot, each rank builds its own unprivileged container, the ranks of a
+  node in the user's shared namespace (runtime/identity/sharedns.py), UCX's defaults;
 - `sbatch --image=... -N 3 --exclusive`: the prolog's setupRoot container, built with the
   module the job asked for (the default here), entered by every rank; the ranks of a node
   share the job's user namespace and UCX's CMA (the module carries its plugin);
@@ -20,12 +21,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.services.mpich_fixtures import (
+    UCX_CMA,
     build_squashfs_image,
     compile_hello,
     image_entries,
     prepare_module,
     shared_temp_dir,
 )
+from tests.services.runtime_fixtures import TEST_USER, remove_user_dirs
 from tests.services.slurm_fixtures import IMAGE_FS, Slurm
 
 INJECTED = "/opt/udiImage/modules/mpich/lib64/libmpich.so.12.2.2"
@@ -33,11 +36,10 @@ IMAGES_OWN = "/lib/x86_64-linux-gnu/libmpich.so.12"
 RANK_LINE = re.compile(r"rank (\d+) of (\d+) sum (\d+) lib (\S+)")
 RANKS = 6
 SUM = sum(range(RANKS))
-# Ranks of one node in separate user namespaces (private containers): UCX must use
-# neither /proc/PID/fd nor CMA between them (docs/mpi.md). Ranks entering the job's
-# setupRoot container share its user namespace and keep UCX's defaults.
+# Ranks in separate user namespaces must use neither /proc/PID/fd nor CMA between them
+# (docs/mpi.md): here, ranks of the job's setupRoot containers on two of these nodes, which
+# are one machine (UCX takes them for one host). Ranks of one node share a namespace.
 NO_PROC_LINK = "UCX_POSIX_USE_PROC_LINK=n UCX_TLS=^cma"
-UCX_CMA = "/usr/lib/x86_64-linux-gnu/ucx/libuct_cma.so.0"
 MODULE_LINES = (
     "module_mpich_siteEnvPrepend=LD_LIBRARY_PATH=/opt/udiImage/modules/mpich/lib64",
     "module_mpich_siteEnv=SHIFTER_MODULE_MPICH=1 UCX_MODULE_DIR=/opt/udiImage/modules/mpich/lib64",
@@ -78,6 +80,7 @@ def mpi_slurm(slurm: Slurm) -> Iterator[tuple[Slurm, str]]:
             site.config.write_text(original)
             for path in copied:
                 path.unlink(missing_ok=True)
+            remove_user_dirs(TEST_USER)  # the ranks' namespace record, the hook's verdicts
 
 
 def ranks(output: str) -> list[tuple[int, int, int, str]]:
@@ -95,21 +98,21 @@ def test_srun_ranks_in_private_containers_on_three_nodes(mpi_slurm: tuple[Slurm,
     result = slurm.run("sh", "-c", hosts)
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.split()) == sorted(slurm.cluster.nodes * 2)
-    command = (f"export {NO_PROC_LINK}; srun -N 3 -n {RANKS} --mpi=pmi2 shifter "
-               f"--image={image} hello")  # fmt: skip
+    # UCX's defaults: CMA and /proc/PID/fd between the ranks of a node.
+    command = f"srun -N 3 -n {RANKS} --mpi=pmi2 shifter --image={image} hello"
     result = slurm.run("sh", "-c", command)
     assert result.returncode == 0, result.stdout + result.stderr
     assert ranks(result.stdout) == expected(INJECTED), result.stdout + result.stderr
-    # Each rank in a user namespace of its own.
-    spaces = slurm.run("srun", "-N", "1", "-n", "2", "shifter", f"--image={image}", "busybox",
-                       "readlink", "/proc/self/ns/user")  # fmt: skip
-    assert len(set(spaces.stdout.split())) == 2, spaces.stdout + spaces.stderr
+    # The ranks of a node, running together, in one user namespace (the user's).
+    spaces = slurm.run("srun", "-N", "1", "-n", "2", "shifter", f"--image={image}", "sh", "-c",
+                       "busybox readlink /proc/self/ns/user; sleep 1")  # fmt: skip
+    found = spaces.stdout.split()
+    assert len(found) == 2 and len(set(found)) == 1, spaces.stdout + spaces.stderr
 
 
 def test_srun_with_module_none_uses_the_images_own_mpich(mpi_slurm: tuple[Slurm, str]) -> None:
     slurm, image = mpi_slurm
-    command = (f"export {NO_PROC_LINK}; srun -N 3 -n {RANKS} --mpi=pmi2 shifter "
-               f"--module=none --image={image} hello")  # fmt: skip
+    command = f"srun -N 3 -n {RANKS} --mpi=pmi2 shifter --module=none --image={image} hello"
     result = slurm.run("sh", "-c", command)
     assert result.returncode == 0, result.stdout + result.stderr
     assert ranks(result.stdout) == expected(IMAGES_OWN), result.stdout + result.stderr

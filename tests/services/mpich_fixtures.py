@@ -29,6 +29,9 @@ DATA = Path(__file__).resolve().parents[1] / "root" / "data"
 PREP = Path(sys.executable).parent / "shifter-prep-libs"
 MPICH = Path("/usr/lib/x86_64-linux-gnu/libmpich.so.12")
 PROGRAM = "/app/hello"
+# UCX's CMA transport, a plugin no DT_NEEDED names: passed to shifter-prep-libs like a
+# library, and UCX pointed at the module for it (UCX_MODULE_DIR), as docs/mpi.md has it.
+UCX_CMA = "/usr/lib/x86_64-linux-gnu/ucx/libuct_cma.so.0"
 
 
 @contextlib.contextmanager
@@ -120,7 +123,8 @@ class MpiFiles:
         return (
             f"module_mpich_copyPath={self.module}",
             "module_mpich_siteEnvPrepend=LD_LIBRARY_PATH=/opt/udiImage/modules/mpich/lib64",
-            "module_mpich_siteEnv=SHIFTER_MODULE_MPICH=1 UCX_POSIX_USE_PROC_LINK=n",
+            "module_mpich_siteEnv=SHIFTER_MODULE_MPICH=1 "
+            "UCX_MODULE_DIR=/opt/udiImage/modules/mpich/lib64",
             "module_mpich_userhook=/opt/udiImage/modules/mpich/bin/init.sh",
             "defaultModules=mpich",
         )
@@ -140,5 +144,5 @@ def make_mpi_files(base: Path) -> MpiFiles:
         ("nompi", base_entries(read_busybox())),
     ):
         files.ids[name] = build_squashfs_image(entries, files.image_path, work, name)
-    prepare_module(files.module)
+    prepare_module(files.module, UCX_CMA)
     return files

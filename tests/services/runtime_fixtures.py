@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from shifter.image.meta import format_meta
+from shifter.runtime.identity.userdir import user_dir_path
 from tests.services.leftovers import process_running, processes_mentioning
 
 TEST_USER = "shiftertest1"  # member of TEST_GROUP
@@ -272,6 +273,13 @@ def host_mounts_under(*paths: Path) -> list[str]:
     return [line for line in text.splitlines() if any(str(p) in line for p in paths)]
 
 
+def remove_user_dirs(*users: str) -> None:
+    """Remove what the users' launches left in their directories on the node (the shared
+    user namespace's record, remembered userhook verdicts: runtime/identity/userdir.py)."""
+    for user in users:
+        shutil.rmtree(user_dir_path(uid_of(user)), ignore_errors=True)
+
+
 def wait_until_no_process_mentions(text: str, timeout: float = LEAK_WAIT_S) -> list[int]:
     """Wait (squashfuse exits only once the kernel aborts its connection) and return the
     PIDs still running with `text` in their command line."""
@@ -298,3 +306,4 @@ def runtime_site(runtime_images: RuntimeImages) -> Iterator[Site]:
     shutil.rmtree(root)
     for text in (str(runtime_images.path), str(root)):
         assert wait_until_no_process_mentions(text) == []
+    remove_user_dirs(TEST_USER, OTHER_USER)

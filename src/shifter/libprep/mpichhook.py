@@ -7,6 +7,10 @@ it looks for the image's MPI library where images keep them. An MPICH-ABI librar
 replaced by the site's through LD_LIBRARY_PATH; any other (Open MPI's `libmpi.so.40`)
 would be loaded next to it and fail in obscure ways, so the launch stops with a sentence
 saying so. An image without MPI is left alone.
+
+The hook carries `# shifter: remember-success` (runtime/site/hooks.py): its verdict depends only
+on the container's files, so `shifter` remembers a success per image and skips the shell
+on the next launches of that image (a launch pays the check once per node and image).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ SCRIPT = r"""#!/bin/sh
 # shifter mpich module userhook (written by shifter-prep-libs --mpich-abi-hook).
 # The site's MPICH-ABI library replaces the image's only if the image's follows the
 # MPICH ABI too (soname libmpi.so.12 / libmpich.so.12).
+# The verdict depends only on the container's files: shifter may remember a success per
+# image (and volumes, modules) and this text, and skip the check next time.
+# shifter: remember-success
 other=""
 for dir in /lib64 /usr/lib64 /lib /usr/lib /lib/*-linux-gnu /usr/lib/*-linux-gnu \
            /usr/local/lib /usr/local/lib64 /opt/*/lib /opt/*/lib64; do

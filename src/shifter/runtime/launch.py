@@ -13,9 +13,10 @@ Order:
    env-file is read on the host), /etc content, hooks;
 2. when setupRoot already built a container for exactly this request (same signature),
    enter it (job/enter.py) and go to 4; otherwise:
-3. a user namespace mapping only the caller's uid and gid; /dev/fuse and the squashfuse
-   server (image/fuse.py); a mount namespace, `/` made a recursive slave (host mounts still
-   propagate in, nothing leaks out);
+3. a user namespace mapping only the caller's uid and gid (the one the user's other private
+   containers on the node share, identity/sharedns.py, else a new one); /dev/fuse and the
+   squashfuse server (image/fuse.py); a mount namespace, `/` made a recursive slave (host
+   mounts still propagate in, nothing leaks out);
    the container root at udiMount (rootfs/build.py); chroot into it;
 4. privileges dropped and checked (identity/privileges.py), workdir, module userhooks, exec
    (start.py).
@@ -36,6 +37,7 @@ from shifter.runtime import start
 from shifter.runtime.config.load import ModuleConfig, UdiRootConfig
 from shifter.runtime.identity import privileges
 from shifter.runtime.identity.user import current_identity
+from shifter.runtime.identity.userdir import open_user_dir
 from shifter.runtime.image.source import Image, check_acl, check_readable, find_image
 from shifter.runtime.job.enter import enter_root, open_matching
 from shifter.runtime.request.command import container_argv, plan_workdir
@@ -172,6 +174,14 @@ def launch(
     groups = privileges.expected_groups(os.getgroups(), (user.gid,), privileges.overflow_gid())
     userhooks = [(m.key("userhook"), m.userhook) for m in modules if m.userhook]
     start.prepare(userhooks)
+    # The user's own directory on the node: the shared user namespace's record
+    # (identity/sharedns.py) and the userhooks' remembered successes (site/hooks.py).
+    user_dir = open_user_dir(user.uid)
+    verdicts = None
+    if userhooks:
+        from shifter.runtime.site.hooks import HookVerdicts
+
+        verdicts = HookVerdicts.for_container(user_dir, image.id, signature)
     existing = open_matching(config.udi_mount, signature)
     if existing is not None:
         # setupRoot chose the job's GPUs (its --gpus): the container is used as it is.
@@ -201,6 +211,7 @@ def launch(
             request,
             steps,
             gpus,
+            user_dir,
             command_paths(argv[0], env.get("PATH")),
         )
     steps.done("in the container")
@@ -212,6 +223,7 @@ def launch(
         userhooks=userhooks,
         argv=argv,
         env=env,
+        hook_verdicts=verdicts,
     )
 
 
@@ -225,15 +237,19 @@ def _enter_private_container(
     request: LaunchRequest,
     steps: Steps,
     gpus: gpu.GpuPlan | None,
+    user_dir: int | None,
     prefetch: tuple[str, ...] = (),
 ) -> None:
+    from shifter.runtime.identity.sharedns import enter_shared
     from shifter.runtime.image.fuse import SquashfuseServer
     from shifter.sys.mount import MountFlag, mount
-    from shifter.sys.namespace import Namespace, enter_user_namespace, unshare
+    from shifter.sys.namespace import Namespace, unshare
     from shifter.sys.root import chroot
 
     uid, gid = os.getuid(), os.getgid()
-    enter_user_namespace(uid, gid)
+    # The user namespace of the user's other private containers on this node, if one
+    # runs: MPI ranks need one to reach into one another (identity/sharedns.py).
+    enter_shared(uid, gid, user_dir)
     server = (
         None
         if image.is_directory

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
     from shifter.runtime.request.command import WorkdirPlan
+    from shifter.runtime.site.hooks import HookVerdicts
 
 EXIT_NOT_FOUND = 127  # like a shell: the command does not exist
 EXIT_NOT_EXECUTABLE = 126  # like a shell: it exists but cannot be run
@@ -41,16 +42,18 @@ def run_in_container(
     userhooks: Sequence[tuple[str, str]],
     argv: Sequence[str],
     env: Mapping[str, str],
+    hook_verdicts: HookVerdicts | None = None,
 ) -> int:
     """Become `argv` as `uid`/`gid` with nothing else; `groups`: how the supplementary
-    groups must show. Returns only when the command cannot be exec'd (the shell's status)."""
+    groups must show; `hook_verdicts`: where userhooks' successes are remembered (None:
+    nowhere). Returns only when the command cannot be exec'd (the shell's status)."""
     privileges.drop_privileges(uid, gid, None)
     enter_workdir(workdir)
     if userhooks:
-        from shifter.runtime.site.hooks import run_hook  # imported by `prepare`
+        from shifter.runtime.site.hooks import run_userhook  # imported by `prepare`
 
         for key, path in userhooks:
-            run_hook(path, key, os.getcwd())
+            run_userhook(path, key, os.getcwd(), hook_verdicts)
     privileges.verify_dropped(uid, gid, groups)
     return exec_command(argv, env)
 

@@ -10,6 +10,8 @@ import os
 
 from shifter.sys.libc import Constants, Named, check, libc, raise_oserror
 
+NS_GET_OWNER_UID = 0xB704  # _IO(0xb7, 0x4), linux/nsfs.h
+
 
 class Namespace(Constants):
     """The CLONE_NEW* flags of unshare(2) and setns(2)."""
@@ -32,6 +34,15 @@ def setns(fd: int, nstype: int = 0) -> None:
     """setns(2) into the namespace `fd` refers to (0: any type)."""
     result = libc().setns(ctypes.c_int(fd), ctypes.c_int(nstype))
     check(result, "setns", fd, Named(Namespace, nstype))
+
+
+def owner_uid(fd: int) -> int:
+    """The uid (as this process's namespace sees it) owning the user namespace `fd`
+    refers to (ioctl NS_GET_OWNER_UID; EINVAL for any other kind of file)."""
+    value = ctypes.c_uint(0)
+    result = libc().ioctl(ctypes.c_int(fd), ctypes.c_ulong(NS_GET_OWNER_UID), ctypes.byref(value))
+    check(result, "ioctl", fd, "NS_GET_OWNER_UID")
+    return value.value
 
 
 def _write_proc(name: str, text: str) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 
 USERNS_FILE = "var/shifterUserNs"
-NS_GET_OWNER_UID = 0xB704  # _IO(0xb7, 0x4), linux/nsfs.h
 
 
 def pin_job_namespace(root: str, uid: int, gid: int) -> None:
@@ -66,10 +65,8 @@ def pin_job_namespace(root: str, uid: int, gid: int) -> None:
 def join_pinned(root_fd: int, uid: int, gid: int) -> bool:
     """Join the tree's pinned namespace when it is this user's; False: there is none (or
     not theirs), make one's own. `ShifterError` when joined but the ids are not mapped."""
-    import fcntl
-    import sys
-
-    from shifter.sys.namespace import Namespace, setns
+    from shifter.errors import ShifterError
+    from shifter.sys.namespace import Namespace, owner_uid, setns
 
     try:
         fd = os.open(USERNS_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
@@ -77,9 +74,8 @@ def join_pinned(root_fd: int, uid: int, gid: int) -> bool:
         return False
     try:
         try:
-            # A uid_t, in the machine's byte order (no `struct` on the enter path).
-            owner = int.from_bytes(fcntl.ioctl(fd, NS_GET_OWNER_UID, b"\0" * 4), sys.byteorder)
-        except OSError:
+            owner = owner_uid(fd)
+        except ShifterError:
             return False  # not a namespace file (a tree built before this existed)
         if owner != uid:
             return False
@@ -89,8 +85,6 @@ def join_pinned(root_fd: int, uid: int, gid: int) -> bool:
     if os.getuid() != uid or os.getgid() != gid:
         # Joined, but the job's namespace does not map this process's ids (another
         # primary group than the job's): nothing can be undone, so refuse.
-        from shifter.errors import ShifterError
-
         raise ShifterError(
             f"the job's container on this node was built for another group than gid {gid}",
             hint="run shifter with the job's primary group (newgrp/sg changes it)",

@@ -242,6 +242,14 @@ def _enter(
         uid, gid = os.getuid(), os.getgid()
         groups = privileges.expected_groups(os.getgroups(), (gid,), privileges.overflow_gid())
         start.prepare(record.userhooks)
+        verdicts = None
+        if record.userhooks:
+            from shifter.runtime.identity.userdir import open_user_dir
+            from shifter.runtime.site.hooks import HookVerdicts
+
+            verdicts = HookVerdicts.for_container(
+                open_user_dir(uid), record.image_id, record.signature
+            )
     except BaseException:
         os.close(root_fd)
         raise
@@ -254,4 +262,5 @@ def _enter(
         userhooks=record.userhooks,
         argv=argv,
         env=env,
+        hook_verdicts=verdicts,
     )

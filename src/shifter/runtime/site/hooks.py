@@ -12,6 +12,17 @@ On the unprivileged path there is no root: site hooks run as the user, inside th
 launcher's private namespaces, where the container root is the user's own tmpfs. Creating
 directories there (a hook's documented job: the parents of siteFs mount points) works;
 anything that needs root fails, and so does the launch, with the hook's name and output.
+
+A userhook whose verdict depends on nothing but the container (the mpich module's ABI
+check looks at the image's libraries) may say so with the line `# shifter: remember-success`
+in its text. Its success is then remembered in the user's directory (identity/userdir.py), per
+image id and hook key, with the container's signature (image id, user, volumes, modules)
+and the hook's whole text: the next launch of the same container with the same hook skips
+it, a launch where either differs runs it. Image content is immutable per id; `local:`
+images (a host directory) are never remembered. A failure is never remembered: every
+launch runs a failing hook again and shows its message. A hook without the line runs on
+every launch, as before. Only the user can write there, and the hook protects the user's
+own launch, which they could start with `--module=none` anyway.
 """
 
 from __future__ import annotations
@@ -23,6 +34,9 @@ from shifter.errors import ConfigError, ShifterError, ToolError
 
 HOOK_ENV = {"PATH": "/usr/bin:/usr/sbin:/bin:/sbin"}
 SHELL = "/bin/sh"
+REMEMBER_MARKER = b"# shifter: remember-success"
+HOOK_LIMIT = 1 << 16  # a hook longer than this is never remembered
+VERDICT_FILE = "userhook-{image_id}-{key}"
 
 
 class HookError(ShifterError):
@@ -57,3 +71,86 @@ def run_hook(path: str, key: str, cwd: str) -> None:
             + (f" with exit status {error.returncode}" if error.returncode is not None else ""),
             hint=error.stderr_tail or None,
         ) from None
+
+
+class HookVerdicts:
+    """The remembered successes of userhooks for one container (see the module docstring):
+    `user_dir` a descriptor of the user's directory (opened before the chroot), `image_id`
+    and `signature` the container's."""
+
+    __slots__ = ("image_id", "signature", "user_dir")
+
+    def __init__(self, user_dir: int, image_id: str, signature: str) -> None:
+        self.user_dir = user_dir
+        self.image_id = image_id
+        self.signature = signature
+
+    @classmethod
+    def for_container(cls, user_dir: int | None, image_id: str, signature: str
+                      ) -> HookVerdicts | None:  # fmt: skip
+        """None when nothing may be remembered: no directory, or a `local:` image (a path,
+        whose content can change under the same name)."""
+        if user_dir is None or "/" in image_id or image_id.startswith("."):
+            return None
+        return cls(user_dir, image_id, signature)
+
+    def _entry(self, key: str, text: bytes) -> tuple[str, bytes]:
+        name = VERDICT_FILE.format(image_id=self.image_id, key=key)
+        return name, self.signature.encode() + b"\0" + text
+
+    def holds(self, key: str, text: bytes) -> bool:
+        name, expected = self._entry(key, text)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.user_dir)
+        except OSError:
+            return False
+        try:
+            return os.read(fd, len(expected) + 1) == expected
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+    def remember(self, key: str, text: bytes) -> None:
+        """Record a success. Written in place: a reader that sees it half-written finds it
+        different and runs the hook; failing to write is as harmless."""
+        name, content = self._entry(key, text)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, 0o600, dir_fd=self.user_dir)
+        except OSError:
+            return
+        try:
+            os.write(fd, content)
+        except OSError:
+            pass  # the hook runs again next time
+        finally:
+            os.close(fd)
+
+
+def rememberable_text(path: str) -> bytes | None:
+    """The hook's text when it declares its success may be remembered, else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        text = os.read(fd, HOOK_LIMIT + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(text) > HOOK_LIMIT or REMEMBER_MARKER not in text.split(b"\n"):
+        return None
+    return text
+
+
+def run_userhook(path: str, key: str, cwd: str, verdicts: HookVerdicts | None) -> None:
+    """Run a module userhook, or skip it when its success for this container and this very
+    text is remembered; remember a success when the hook allows it."""
+    text = rememberable_text(path) if verdicts is not None else None
+    if text is not None and verdicts is not None and verdicts.holds(key, text):
+        return
+    run_hook(path, key, cwd)
+    if text is not None and verdicts is not None:
+        verdicts.remember(key, text)
