@@ -15,14 +15,13 @@ Every failure raises `SyscallError` naming the ioctl, the device and errno.
 
 from __future__ import annotations
 
-import enum
 import errno
 import fcntl
 import os
 import stat
 import struct
 
-from shifter.sys.libc import SyscallError, raise_oserror
+from shifter.sys.libc import Constants, Named, SyscallError, raise_oserror
 
 LOOP_CONTROL = "/dev/loop-control"
 SYS_BLOCK = "/sys/block"
@@ -35,7 +34,8 @@ _INFO64 = struct.Struct("=5Q4I64s64s32s2Q")
 _CONFIG = struct.Struct(f"=2I{_INFO64.size}s8Q")
 
 
-class LoopIoctl(enum.IntEnum):
+# Plain ints (`Constants`), not enum: importing enum costs setupRoot ~3 ms.
+class LoopIoctl(Constants):
     """Request numbers of the loop driver (linux/loop.h)."""
 
     SET_FD = 0x4C00
@@ -48,7 +48,7 @@ class LoopIoctl(enum.IntEnum):
     CTL_GET_FREE = 0x4C82
 
 
-class LoopFlag(enum.IntFlag):
+class LoopFlag(Constants):
     """lo_flags of struct loop_info64."""
 
     READ_ONLY = 1
@@ -57,7 +57,7 @@ class LoopFlag(enum.IntFlag):
     DIRECT_IO = 16
 
 
-NO_LOOP_FLAGS = LoopFlag(0)
+NO_LOOP_FLAGS = 0
 
 
 class LoopStatus:
@@ -74,7 +74,7 @@ class LoopStatus:
         inode: int,
         offset: int,
         size_limit: int,
-        flags: LoopFlag,
+        flags: int,
         file_name: str,
     ) -> None:
         self.number = number
@@ -86,20 +86,21 @@ class LoopStatus:
         self.file_name = file_name
 
     def __repr__(self) -> str:
-        return f"LoopStatus(loop{self.number}, {self.file_name!r}, {self.flags!r})"
+        flags = LoopFlag.describe(self.flags)
+        return f"LoopStatus(loop{self.number}, {self.file_name!r}, {flags})"
 
 
-def _ioctl(fd: int, request: LoopIoctl, argument: int | bytes | bytearray, what: str) -> int:
+def _ioctl(fd: int, request: int, argument: int | bytes | bytearray, what: str) -> int:
     try:
         if isinstance(argument, bytearray):
             return fcntl.ioctl(fd, request, argument, True)
         result = fcntl.ioctl(fd, request, argument)
     except OSError as error:
-        raise raise_oserror(error, "ioctl", what, request) from None
+        raise raise_oserror(error, "ioctl", what, Named(LoopIoctl, request)) from None
     return result if isinstance(result, int) else 0
 
 
-def _info(flags: LoopFlag, file_name: str) -> bytes:
+def _info(flags: int, file_name: str) -> bytes:
     name = os.fsencode(file_name)[: LO_NAME_SIZE - 1]
     return _INFO64.pack(0, 0, 0, 0, 0, 0, 0, 0, int(flags), name, b"", b"", 0, 0)
 
@@ -109,7 +110,7 @@ def get_free(control_fd: int) -> int:
     return _ioctl(control_fd, LoopIoctl.CTL_GET_FREE, 0, LOOP_CONTROL)
 
 
-def configure(loop_fd: int, file_fd: int, flags: LoopFlag, *, file_name: str, what: str) -> None:
+def configure(loop_fd: int, file_fd: int, flags: int, *, file_name: str, what: str) -> None:
     """Bind the open file `file_fd` to the loop device `loop_fd` with `flags`.
 
     EBUSY: someone bound the device first (pick another). Kernels before 5.8 lack
@@ -141,7 +142,7 @@ def status(loop_fd: int, what: str) -> LoopStatus:
         inode=fields[1],
         offset=fields[3],
         size_limit=fields[4],
-        flags=LoopFlag(fields[8]),
+        flags=fields[8],
         file_name=os.fsdecode(fields[9].split(b"\0", 1)[0]),
     )
 

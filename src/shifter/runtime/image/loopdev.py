@@ -130,7 +130,7 @@ def _attach(control: int, file_fd: int, file_name: str, *, read_only: bool) -> L
         path = loop.device_node(number)
         fd = os.open(path, mode | os.O_CLOEXEC)
         try:
-            loop.configure(fd, file_fd, loop.LoopFlag(flags), file_name=file_name, what=path)
+            loop.configure(fd, file_fd, flags, file_name=file_name, what=path)
         except SyscallError as error:
             os.close(fd)
             if error.errno == errno.EBUSY:

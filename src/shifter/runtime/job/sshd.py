@@ -28,19 +28,21 @@ with `shifter` have their own namespaces and keep their tree, as documented.
 from __future__ import annotations
 
 import os
-import re
-import signal
-import typing
+from _signal import SIGKILL  # `signal` wraps it in enums, which cost setupRoot ~3 ms
 
 from shifter.errors import ShifterError
 from shifter.runtime.config.load import UdiRootConfig
 from shifter.runtime.identity.user import Identity
 from shifter.runtime.rootfs.udiimage import installed_udi_image
 
+TYPE_CHECKING = False  # setupRoot imports this module on every run: no `typing`, no `re`
+if TYPE_CHECKING:
+    from typing import IO
+
 SSHD = "/opt/udiImage/sbin/sshd"
 KEY_TYPES = ("ssh-rsa", "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
              "ecdsa-sha2-nistp521")  # fmt: skip
-PUBKEY = re.compile(r"(?P<type>[a-z0-9-]+) (?P<blob>[A-Za-z0-9+/]+={0,2})(?: [ -~]{0,200})?")
+PUBKEY = r"(?P<type>[a-z0-9-]+) (?P<blob>[A-Za-z0-9+/]+={0,2})(?: [ -~]{0,200})?"
 MAX_KEY = 16384
 HOST_KEY = "etc/ssh/ssh_host_ed25519_key"
 STOP_ROUNDS = 20
@@ -58,8 +60,10 @@ def udi_image_dir(config: UdiRootConfig) -> str:
 
 def check_pubkey(text: str) -> str:
     """The one public key line of `-s`, trimmed; `SshdError` for anything else."""
+    import re
+
     key = text.strip()
-    match = PUBKEY.fullmatch(key)
+    match = re.fullmatch(PUBKEY, key)
     if len(key) > MAX_KEY or match is None or match["type"] not in KEY_TYPES:
         raise SshdError(
             "-s: not an OpenSSH public key line (TYPE BASE64 [COMMENT], no options)",
@@ -226,7 +230,7 @@ def _owns_socket(pid: int, inodes: set[str]) -> bool:
     return False
 
 
-def _wait_listening(pid: int, address: str, port: int, log: typing.IO[bytes]) -> None:
+def _wait_listening(pid: int, address: str, port: int, log: IO[bytes]) -> None:
     """Until the sshd `pid` listens on address:port; `SshdError` if it exits first (or
     has not listened after START_WAIT_S, then it is killed)."""
     import time
@@ -246,7 +250,7 @@ def _wait_listening(pid: int, address: str, port: int, log: typing.IO[bytes]) ->
         if _owns_socket(pid, _listening_inodes(address, port)):
             return
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, SIGKILL)
             os.waitpid(pid, 0)
             raise SshdError(f"the job's sshd did not listen on {address}:{port} within "
                             f"{START_WAIT_S:.0f} s", hint="see the node's load")  # fmt: skip
@@ -280,7 +284,7 @@ def stop(config: UdiRootConfig) -> list[int]:
             break
         for pid in pids:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, SIGKILL)
             except ProcessLookupError:
                 continue
             killed.append(pid)
