@@ -146,6 +146,14 @@ class SquashfuseServer:
         if self.prefetch_paths:
             self.prefetch = Prefetch(target, self.prefetch_paths)
 
+    def abandon(self) -> None:
+        """Done with the server, built or not: release the descriptors, collect the
+        intermediate process, join the read-ahead (no second thread may be left at the
+        privilege drop and the exec). A server never told to go exits by itself."""
+        self.close()
+        self.reap()
+        self.finish_prefetch()
+
     def finish_prefetch(self) -> None:
         """Wait for the read-ahead of the command (before the privilege drop and the exec:
         no second thread may be left then)."""
