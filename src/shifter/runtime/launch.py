@@ -49,7 +49,12 @@ from shifter.runtime.identity.user import current_identity
 from shifter.runtime.identity.userdir import open_user_dir
 from shifter.runtime.image.source import Image, check_acl, check_readable, find_image
 from shifter.runtime.job.enter import open_root
-from shifter.runtime.request.command import container_argv, plan_workdir
+from shifter.runtime.request.command import (
+    LaunchRequest,
+    command_paths,
+    container_argv,
+    plan_workdir,
+)
 from shifter.runtime.request.selection import choose_image, choose_modules, choose_volumes
 from shifter.runtime.rootfs.signature import read_record
 from shifter.runtime.site.modules import select_modules
@@ -68,59 +73,6 @@ if TYPE_CHECKING:
 
 UNPRIVILEGED_FORMATS = ("squashfs", "VFS", "local")
 GPU_VARIABLE = "CUDA_VISIBLE_DEVICES"  # selects among the site's GPUs (gpu.py)
-
-
-class LaunchRequest:
-    """What the command line asked for (the environment is read separately). `entrypoint`
-    and `workdir`: None when the option is absent, "" when given without a value.
-    (Plain class: launch path.)"""
-
-    __slots__ = (
-        "clear_env",
-        "command",
-        "entrypoint",
-        "env",
-        "env_file",
-        "image",
-        "modules",
-        "verbose",
-        "volumes",
-        "workdir",
-    )
-
-    def __init__(
-        self,
-        command: Sequence[str] = (),
-        *,
-        image: str | None = None,
-        volumes: Sequence[str] = (),
-        modules: str | None = None,
-        entrypoint: str | None = None,
-        workdir: str | None = None,
-        env: Sequence[str] = (),
-        env_file: str | None = None,
-        clear_env: bool = False,
-        verbose: bool = False,
-    ) -> None:
-        self.command = tuple(command)
-        self.image = image
-        self.volumes = tuple(volumes)
-        self.modules = modules
-        self.entrypoint = entrypoint
-        self.workdir = workdir
-        self.env = tuple(env)
-        self.env_file = env_file
-        self.clear_env = clear_env
-        self.verbose = verbose
-
-
-def command_paths(program: str, search_path: str | None) -> tuple[str, ...]:
-    """Where `program` may be in the container (as start.py's exec will search), for the
-    read-ahead of the image server (image/fuse.py); relative names cannot be placed yet."""
-    if "/" in program:
-        return (program,) if program.startswith("/") else ()
-    directories = (search_path or os.defpath).split(":")
-    return tuple(f"{d.rstrip('/')}/{program}" for d in directories if d.startswith("/"))
 
 
 def _cwd() -> str | None:
