@@ -16,7 +16,8 @@ in (binds.py), not only to its top.
 How the image is mounted is the caller's `ImageMounter`; everything else is here, in the
 original's order:
 
-1. the image at loopMount (its server starts while the rest is built);
+1. the image at loopMount (its server starts while the rest is built), unless the caller
+   mounted it already (a cold launch, to plan while squashfuse reads ahead);
 2. a `rootfsType` filesystem at udiMount (nosuid, nodev, private), the skeleton
    directories, and `var/shifterConfig.json` (and on the privileged path the enter record)
    created empty, so that nothing from the image can take those names;
@@ -167,6 +168,7 @@ def check_site(config: UdiRootConfig, modules: Sequence[ModuleConfig]) -> None:
 
 
 def check_site_volumes(config: UdiRootConfig, modules: Sequence[ModuleConfig]) -> None:
+    """siteFs and the active modules' siteFs (a cold launch checks them after its mount)."""
     for site in (*config.site_fs, *(s for m in modules for s in m.site_fs)):
         volumes.check_site_volume(site.spec, str(site.origin))
 
