@@ -157,6 +157,37 @@ def test_bad_environment_options(runtime_site: Site, args: list[str], message: s
     assert_refused(result, message)
 
 
+@pytest.mark.parametrize(
+    ("args", "first_line"),
+    [
+        (
+            ["-V", "relative:/d"],
+            "shifter: --volume: invalid volume 'relative:/d': the source path 'relative' "
+            "is not absolute",
+        ),
+        (
+            ["-V", "/tmp:/etc"],
+            "shifter: --volume: volume /tmp:/etc: /etc is in /etc, which is reserved for "
+            "the system",
+        ),
+        (["-m", "nope"], "shifter: --module: unknown shifter module 'nope'"),
+        (
+            ["--env-file=/nonexistent"],
+            "shifter: cannot open env-file /nonexistent: No such file or directory",
+        ),
+    ],
+)
+def test_cold_launch_refusals_once_the_image_server_runs(
+    runtime_site: Site, args: list[str], first_line: str
+) -> None:
+    # A cold launch starts squashfuse before it checks volumes and reads the env-file
+    # (launch.py's order): the refusal reads as before, with status 1, and nothing is left
+    # (the fixture checks that no mount and no squashfuse remain).
+    result = runtime_site.run(f"--image={runtime_site.images.ref('main')}", *args, "true")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[0] == first_line
+
+
 def test_missing_udi_mount(runtime_site: Site) -> None:
     runtime_site.configure(udiMount=runtime_site.root / "absent")
     result = runtime_site.run(f"--image={runtime_site.images.ref('main')}", "true")

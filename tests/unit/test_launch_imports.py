@@ -73,6 +73,17 @@ find_image(choice.descriptor, config, environ={{}})
 parse_volume_specs("/a:/b:ro;/c:/d:rec:private")
 """
 WHOLE_LAUNCHER = UP_TO_IMAGE + "import shifter.runtime.launch\n"
+# A cold launch imports these only once its image server runs (launch.py's order, step 4):
+# they load while squashfuse reads the command ahead, off the launch's critical path.
+# (Importing `shifter.runtime.launch` must not bring them in.)
+AFTER_THE_MOUNT = (
+    "shifter.runtime.rootfs.build",
+    "shifter.runtime.start",
+    "shifter.runtime.identity.privileges",
+    "shifter.runtime.volumes.policy",
+    "shifter.runtime.rootfs.etc",  # without etcPath (whose owner is checked on the host)
+    "shifter.runtime.site.gpu",  # without GPUs configured
+)
 
 
 def _imports(code: str) -> list[tuple[int, str]]:
@@ -129,6 +140,14 @@ def test_the_whole_launcher_imports_nothing_heavy(site: dict[str, str]) -> None:
     code = WHOLE_LAUNCHER.format(**site)
     assert "shifter.runtime.launch" in [name for _, name in _imports(code)]
     assert _forbidden_in(code) == []
+
+
+def test_the_launcher_leaves_for_after_the_mount_what_the_mount_does_not_need(
+    site: dict[str, str],
+) -> None:
+    names = [name for _, name in _imports(WHOLE_LAUNCHER.format(**site))]
+    assert "shifter.runtime.launch" in names
+    assert [name for name in AFTER_THE_MOUNT if name in names] == []
 
 
 def test_a_forbidden_import_is_reported_with_its_importers(site: dict[str, str]) -> None:

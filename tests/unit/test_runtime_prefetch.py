@@ -1,5 +1,5 @@
 """The read-ahead of the command's file (runtime/image/fuse.py `Prefetch`) and where the
-launch looks for it (runtime/launch.py `command_paths`).
+launch looks for it (runtime/request/command.py `command_paths`).
 
 `Prefetch` is exercised on an ordinary directory standing in for the image root: what it
 read shows in the process's `rchar` (/proc/self/io counts every thread's reads, sendfile's
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from shifter.runtime.image.fuse import PREFETCH_LIMIT, Prefetch
-from shifter.runtime.launch import command_paths
+from shifter.runtime.request.command import command_paths
 
 pytestmark = pytest.mark.unit
 

@@ -174,7 +174,7 @@ def parse_options(
 
 
 def _request(options: dict[str, object], command: list[str]) -> object:
-    from shifter.runtime.launch import LaunchRequest
+    from shifter.runtime.request.command import LaunchRequest
 
     def text(name: str) -> str | None:
         value = options.get(name)

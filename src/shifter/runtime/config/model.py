@@ -146,6 +146,15 @@ class UdiRootConfig(Frozen, kw_only=True, uncompared=("origins",)):
         """A `ConfigError` about `key`, pointing at the line that set it."""
         return fail(self.origin(key), key, message, hint)
 
+    def check_directory(self, key: str, path: str) -> None:
+        """`path` (the value of `key`: udiMount, loopMount) must be an existing directory."""
+        if not os.path.isdir(path):
+            raise self.error(
+                key,
+                f"{key} {path} does not exist or is not a directory",
+                hint="the site install creates it (shifter-site-install)",
+            )
+
     def module(self, name: str) -> ModuleConfig | None:
         """The module called `name` (names are case-sensitive), or None."""
         return next((module for module in self.modules if module.name == name), None)

@@ -1,5 +1,6 @@
 """What runs in the container and where: the argv (command, `--entrypoint`, image ENTRY
-and CMD) and the working directory. Pure functions.
+and CMD), the working directory, where the command may be in the image (for the image
+server's read-ahead), and the command line's request (`LaunchRequest`). Pure functions.
 
 Decisions (docs/runtime.md):
 
@@ -15,6 +16,8 @@ Decisions (docs/runtime.md):
 """
 
 from __future__ import annotations
+
+import os
 
 from shifter.errors import ShifterError
 
@@ -79,3 +82,56 @@ def plan_workdir(option: str | None, cwd: str | None, image_workdir: str | None)
         return WorkdirPlan((_absolute(image_workdir),), strict=True)
     candidates = [path for path in (cwd, image_workdir) if path]
     return WorkdirPlan((*(_absolute(path) for path in candidates), "/"), strict=False)
+
+
+class LaunchRequest:
+    """What the command line asked for (the environment is read separately). `entrypoint`
+    and `workdir`: None when the option is absent, "" when given without a value.
+    (Plain class: launch path.)"""
+
+    __slots__ = (
+        "clear_env",
+        "command",
+        "entrypoint",
+        "env",
+        "env_file",
+        "image",
+        "modules",
+        "verbose",
+        "volumes",
+        "workdir",
+    )
+
+    def __init__(
+        self,
+        command: Sequence[str] = (),
+        *,
+        image: str | None = None,
+        volumes: Sequence[str] = (),
+        modules: str | None = None,
+        entrypoint: str | None = None,
+        workdir: str | None = None,
+        env: Sequence[str] = (),
+        env_file: str | None = None,
+        clear_env: bool = False,
+        verbose: bool = False,
+    ) -> None:
+        self.command = tuple(command)
+        self.image = image
+        self.volumes = tuple(volumes)
+        self.modules = modules
+        self.entrypoint = entrypoint
+        self.workdir = workdir
+        self.env = tuple(env)
+        self.env_file = env_file
+        self.clear_env = clear_env
+        self.verbose = verbose
+
+
+def command_paths(program: str, search_path: str | None) -> tuple[str, ...]:
+    """Where `program` may be in the container (as start.py's exec will search), for the
+    read-ahead of the image server (image/fuse.py); relative names cannot be placed yet."""
+    if "/" in program:
+        return (program,) if program.startswith("/") else ()
+    directories = (search_path or os.defpath).split(":")
+    return tuple(f"{d.rstrip('/')}/{program}" for d in directories if d.startswith("/"))

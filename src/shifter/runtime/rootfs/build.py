@@ -16,7 +16,8 @@ in (binds.py), not only to its top.
 How the image is mounted is the caller's `ImageMounter`; everything else is here, in the
 original's order:
 
-1. the image at loopMount (its server starts while the rest is built);
+1. the image at loopMount (its server starts while the rest is built), unless the caller
+   mounted it already (a cold launch, to plan while squashfuse reads ahead);
 2. a `rootfsType` filesystem at udiMount (nosuid, nodev, private), the skeleton
    directories, and `var/shifterConfig.json` (and on the privileged path the enter record)
    created empty, so that nothing from the image can take those names;
@@ -48,7 +49,7 @@ from shifter.runtime.rootfs.signature import ENTER_FILE, SIGNATURE_FILE
 from shifter.runtime.rootfs.signature import container_signature as container_signature  # (moved)
 from shifter.runtime.rootfs.udiimage import installed_udi_image
 from shifter.runtime.site.gpu import GpuPlan
-from shifter.runtime.site.hooks import check_hook, run_hook
+from shifter.runtime.site.hooks import check_site_hooks, run_hook
 from shifter.runtime.trace import Steps
 from shifter.runtime.volumes import policy as volumes
 from shifter.runtime.volumes.pathguard import Resolved, fd_path
@@ -107,6 +108,7 @@ class ContainerPlan:
         "etc_files",
         "gpu",
         "hostsfile",
+        "image_mounted",
         "image_mounter",
         "image_path",
         "mode",
@@ -124,7 +126,8 @@ class ContainerPlan:
         mode: str,
         *,
         image_path: str,
-        image_mounter: ImageMounter | None,
+        image_mounter: ImageMounter | None = None,
+        image_mounted: bool = False,
         modules: Sequence[ModuleConfig],
         user_volumes: Sequence[VolumeSpec],
         etc_files: dict[str, bytes],
@@ -140,7 +143,10 @@ class ContainerPlan:
         self.config = config
         self.mode = mode
         self.image_path = image_path  # the image file, or the directory of a directory image
-        self.image_mounter = image_mounter  # None: a directory image, used in place
+        self.image_mounter = image_mounter  # None: a directory image, or `image_mounted`
+        # The caller mounted the image file at loopMount before planning (launch.py: its
+        # server reads the command ahead while the launcher plans).
+        self.image_mounted = image_mounted
         self.wait_for_image = wait_for_image  # blocks until the mounted image answers
         self.modules = tuple(modules)
         self.user_volumes = tuple(user_volumes)
@@ -157,24 +163,14 @@ class ContainerPlan:
 
 def check_site(config: UdiRootConfig, modules: Sequence[ModuleConfig]) -> None:
     """The site's volumes and hooks, checked while planning (before anything is mounted)."""
+    check_site_volumes(config, modules)
+    check_site_hooks(config, modules)
+
+
+def check_site_volumes(config: UdiRootConfig, modules: Sequence[ModuleConfig]) -> None:
+    """siteFs and the active modules' siteFs (a cold launch checks them after its mount)."""
     for site in (*config.site_fs, *(s for m in modules for s in m.site_fs)):
         volumes.check_site_volume(site.spec, str(site.origin))
-    for key, path in (
-        ("sitePreMountHook", config.site_pre_mount_hook),
-        ("sitePostMountHook", config.site_post_mount_hook),
-        *((m.key("roothook"), m.roothook) for m in modules),
-    ):
-        if path:
-            check_hook(path, key)
-
-
-def _existing_directory(path: str, key: str, config: UdiRootConfig) -> None:
-    if not os.path.isdir(path):
-        raise config.error(
-            key,
-            f"{key} {path} does not exist or is not a directory",
-            hint="the site install creates it (shifter-site-install)",
-        )
 
 
 class _Builder:
@@ -184,6 +180,9 @@ class _Builder:
         self.root = plan.config.udi_mount
         self.user_ns = plan.mode is BuildMode.USER_NAMESPACE
         self.staging = os.path.join(self.root, STAGING)
+        # The image is a file mounted at loopMount (by the mounter, or already by the
+        # caller), else a directory used in place.
+        self.image_file = plan.image_mounter is not None or plan.image_mounted
 
     def path(self, relative: str) -> str:
         return os.path.join(self.root, relative)
@@ -200,14 +199,15 @@ class _Builder:
 
     def _build(self) -> None:
         config = self.config
-        _existing_directory(config.udi_mount, "udiMount", config)
+        config.check_directory("udiMount", config.udi_mount)
         image_root = self.plan.image_path
-        if self.plan.image_mounter is not None:
-            _existing_directory(config.loop_mount, "loopMount", config)
-            self.plan.image_mounter(config.loop_mount)
+        if self.image_file:
+            if self.plan.image_mounter is not None:
+                config.check_directory("loopMount", config.loop_mount)
+                self.plan.image_mounter(config.loop_mount)
+                self.plan.steps.done("image mounted")
             image_root = config.loop_mount
         steps = self.plan.steps
-        steps.done("image mounted")
         mount(ROOT_SOURCE, self.root, config.rootfs_type, ROOT_FLAGS, "mode=755")
         mount(None, self.root, None, MountFlag.PRIVATE | MountFlag.REC)
         for relative, mode in SKELETON:
@@ -345,7 +345,7 @@ class _Builder:
         bind(source, self.path(relative), flags=flags, recursive=recursive, propagation=private)
 
     def image_content(self, image_root: str) -> None:
-        directory_image = self.plan.image_mounter is None
+        directory_image = not self.image_file
         flags = restrictions(read_only=not directory_image)
         tree = ImageTree(
             flags,
@@ -368,7 +368,7 @@ class _Builder:
         try:
             root_device = os.fstat(root_fd).st_dev
             devices = {root_device}
-            image_dir = self.config.loop_mount if self.plan.image_mounter else self.plan.image_path
+            image_dir = self.config.loop_mount if self.image_file else self.plan.image_path
             for path in (image_dir, self.path("tmp"), self.path("var/tmp")):
                 devices.add(os.stat(path).st_dev)
             for spec in self.plan.user_volumes:

@@ -32,11 +32,28 @@ import stat
 
 from shifter.errors import ConfigError, ShifterError, ToolError
 
+TYPE_CHECKING = False  # the launch path: `typing` and `collections.abc` cost start-up time
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from shifter.runtime.config.load import ModuleConfig, UdiRootConfig
+
 HOOK_ENV = {"PATH": "/usr/bin:/usr/sbin:/bin:/sbin"}
 SHELL = "/bin/sh"
 REMEMBER_MARKER = b"# shifter: remember-success"
 HOOK_LIMIT = 1 << 16  # a hook longer than this is never remembered
 VERDICT_FILE = "userhook-{image_id}-{key}"
+
+
+def check_site_hooks(config: UdiRootConfig, modules: Sequence[ModuleConfig]) -> None:
+    """sitePreMountHook, sitePostMountHook and the active modules' roothooks (on the host)."""
+    for key, path in (
+        ("sitePreMountHook", config.site_pre_mount_hook),
+        ("sitePostMountHook", config.site_post_mount_hook),
+        *((m.key("roothook"), m.roothook) for m in modules),
+    ):
+        if path:
+            check_hook(path, key)
 
 
 class HookError(ShifterError):
