@@ -401,12 +401,9 @@ static int enter_ccm(spank_t sp) {
  * starts once the extern step has done its part (its record job_ID.extern), or after
  * EXTERN_WAIT_S: only on the batch node does Slurm order prolog, extern step, job. */
 static void wait_for_extern(spank_t sp) {
-    uint32_t step_id = 0;
     char text[64];
     if (!extern_cgroup && extern_setup[0] == '\0') return;
-    if (spank_get_item(sp, S_JOB_STEPID, &step_id) != ESPANK_SUCCESS ||
-        step_id == SLURM_EXTERN_CONT || job_record(sp, "setup", text, sizeof(text)) != 0)
-        return;
+    if (job_record(sp, "setup", text, sizeof(text)) != 0) return;
     for (int tenth = 0; tenth < EXTERN_WAIT_S * 10; tenth++) {
         if (job_record(sp, "extern", text, sizeof(text)) == 0) return;
         usleep(100000);
@@ -417,6 +414,11 @@ static void wait_for_extern(spank_t sp) {
 
 int slurm_spank_task_init_privileged(spank_t sp, int ac, char **av) {
     (void)ac; (void)av;
+    uint32_t step_id = 0;
+    /* The extern step's own process holds the step open: it stays on the host. */
+    if (spank_get_item(sp, S_JOB_STEPID, &step_id) == ESPANK_SUCCESS &&
+        step_id == SLURM_EXTERN_CONT)
+        return 0;
     wait_for_extern(sp);
     return enter_ccm(sp);
 }
