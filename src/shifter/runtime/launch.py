@@ -227,18 +227,16 @@ class _Launch:
         reordered, kept for entering)."""
         from shifter.runtime.job.enter import enter_root, open_matching
         from shifter.runtime.rootfs.build import check_site
-        from shifter.runtime.rootfs.signature import container_signature
         from shifter.runtime.site import gpu
         from shifter.runtime.site.environment import apply_site_env
 
-        config, user = self.config, self.identity.user
+        config = self.config
         self.choose_modules()
         user_volumes = self.user_volumes()
         check_site(config, self.modules)
         self.choose_command()
         env = self.environment()
-        names = [m.name for m in self.modules]
-        signature = container_signature(self.image.id, user.name, user_volumes, names)
+        signature = self.signature(user_volumes)
         finish = self.prepare_finish(signature)
         existing = open_matching(config.udi_mount, signature)
         if existing is not None:
@@ -271,7 +269,7 @@ class _Launch:
         # read as well in the namespace, after the mount).
         check_site_hooks(config, self.modules)
         gpus = None
-        if config.gpu_devices or config.gpu_cdi_spec:  # gpu.configured, without its import
+        if config.gpus_configured():  # without importing gpu.py when there are none
             from shifter.runtime.site import gpu
 
             gpus = gpu.plan_gpus(config, self.environ.get(GPU_VARIABLE), GPU_VARIABLE)
@@ -281,7 +279,6 @@ class _Launch:
         server = self.enter_namespaces(command_paths(self.argv[0], self.early_path()))
         try:
             from shifter.runtime.rootfs.build import check_site_volumes
-            from shifter.runtime.rootfs.signature import container_signature
             from shifter.runtime.site.environment import apply_site_env
 
             user_volumes = self.user_volumes()
@@ -291,9 +288,7 @@ class _Launch:
             env = self.environment()
             if gpus is not None:
                 apply_site_env(env, gpus.env_steps)
-            names = [m.name for m in self.modules]
-            user = self.identity.user
-            signature = container_signature(self.image.id, user.name, user_volumes, names)
+            signature = self.signature(user_volumes)
             finish = self.prepare_finish(signature)
             self.steps.done("planned")
         except BaseException:
@@ -302,6 +297,18 @@ class _Launch:
             raise
         self.build(server, user_volumes, etc_files, signature, gpus)
         return finish(env)
+
+    def signature(self, user_volumes: Sequence[VolumeSpec]) -> str:
+        from shifter.runtime.rootfs.signature import container_signature
+
+        names = [m.name for m in self.modules]
+        return container_signature(self.image.id, self.identity.user.name, user_volumes, names)
+
+    def own_dir(self) -> int | None:
+        """The user's own directory on the node (userdir.py), opened once."""
+        if self.user_dir is None:
+            self.user_dir = open_user_dir(self.identity.user.uid)
+        return self.user_dir
 
     def plan_etc(self) -> dict[str, bytes]:
         from shifter.runtime.rootfs.etc import plan_etc
@@ -319,15 +326,11 @@ class _Launch:
         workdir = self.workdir
         userhooks = [(m.key("userhook"), m.userhook) for m in self.modules if m.userhook]
         start.prepare(userhooks)
-        # The user's own directory on the node: the shared user namespace's record
-        # (identity/sharedns.py) and the userhooks' remembered successes (site/hooks.py).
-        if self.user_dir is None:
-            self.user_dir = open_user_dir(user.uid)
         verdicts = None
-        if userhooks:
+        if userhooks:  # their remembered successes are in the user's directory (hooks.py)
             from shifter.runtime.site.hooks import HookVerdicts
 
-            verdicts = HookVerdicts.for_container(self.user_dir, self.image.id, signature)
+            verdicts = HookVerdicts.for_container(self.own_dir(), self.image.id, signature)
         argv = self.argv
 
         def finish(env: dict[str, str]) -> int:
@@ -355,11 +358,10 @@ class _Launch:
 
         config, image = self.config, self.image
         uid, gid = os.getuid(), os.getgid()
-        if self.user_dir is None:
-            self.user_dir = open_user_dir(uid)
         # The user namespace of the user's other private containers on this node, if one
-        # runs: MPI ranks need one to reach into one another (identity/sharedns.py).
-        enter_shared(uid, gid, self.user_dir)
+        # runs: MPI ranks need one to reach into one another (identity/sharedns.py); its
+        # record is in the user's directory.
+        enter_shared(uid, gid, self.own_dir())
         if image.is_directory:
             server = None
         else:

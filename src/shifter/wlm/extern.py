@@ -148,12 +148,10 @@ def _join(directory: str, pid: int) -> None:
 
 def extern_step(udi_mount: str, environ: Mapping[str, str]) -> str:
     """The plugin's `extern` hook: what was done, in one line (slurmd's log)."""
-    job_id, node = environ.get("SLURM_JOB_ID", ""), environ.get("SLURMD_NODENAME", "")
-    records = JobRecords(node, job_id)
-    try:
-        with open(records.setup) as file:
-            uid = int(file.read().strip())  # the prolog's (the batch system's), as the epilog
-    except (OSError, ValueError):
+    records = JobRecords.of_job(environ)
+    job_id, node = records.job_id, records.node
+    uid = records.setup_uid()
+    if uid is None:
         return f"job {job_id}: no container of it on {node}"
     done = []
     try:

@@ -44,10 +44,6 @@ def _command(name: str) -> str:
     return os.path.join(os.path.dirname(sys.executable), name)
 
 
-def _job(environ: Mapping[str, str]) -> tuple[str, str]:
-    return environ.get("SLURM_JOB_ID", ""), environ.get("SLURMD_NODENAME", "")
-
-
 def setup_argv(
     config: UdiRootConfig, environ: Mapping[str, str], uid: int, nodespec: str
 ) -> list[str]:
@@ -115,8 +111,8 @@ def _tool_reason(error: ShifterError) -> str:
 
 def prolog(config: UdiRootConfig, environ: Mapping[str, str], system: BatchSystem) -> str:
     """Build the job's container on this node; what was done, in one line."""
-    job_id, node = _job(environ)
-    records = JobRecords(node, job_id)
+    records = JobRecords.of_job(environ)
+    job_id, node = records.job_id, records.node
     records.clear()
     began = time.monotonic()
     try:
@@ -194,13 +190,11 @@ def end_processes(udi_mount: str, uid: int, job_id: str) -> int:
 
 def epilog(config: UdiRootConfig, environ: Mapping[str, str]) -> str:
     """End the job's processes in the container and take it down; what was done."""
-    job_id, node = _job(environ)
-    records = JobRecords(node, job_id)
+    records = JobRecords.of_job(environ)
+    job_id, node = records.job_id, records.node
     memory = environ.get("SHIFTER_MEMORY_CGROUP", "")
-    try:
-        with open(records.setup) as file:
-            uid = int(file.read().strip())
-    except (OSError, ValueError):
+    uid = records.setup_uid()
+    if uid is None:
         records.clear()
         # A prolog whose setupRoot failed had already made the job's memory cgroup.
         job_uid = environ.get("SLURM_JOB_UID", "")

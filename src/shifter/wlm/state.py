@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Mapping
 
 from shifter.errors import ShifterError
 
@@ -27,11 +28,26 @@ class JobRecords:
     def __init__(self, node: str, job_id: str, base: str = STATE_DIR) -> None:
         if not NODE_NAME.fullmatch(node) or not job_id.isdigit():
             raise ShifterError(f"unusable node name {node!r} or job id {job_id!r}")
+        self.node, self.job_id = node, job_id
         self.directory = os.path.join(base, node)
         self.setup = os.path.join(self.directory, f"job_{job_id}.setup")
         self.failed = os.path.join(self.directory, f"job_{job_id}.failed")
         self.ccm = os.path.join(self.directory, f"job_{job_id}.ccm")
         self.extern = os.path.join(self.directory, f"job_{job_id}.extern")
+
+    @classmethod
+    def of_job(cls, environ: Mapping[str, str]) -> JobRecords:
+        """This node's records of the job the hook's environment names."""
+        return cls(environ.get("SLURMD_NODENAME", ""), environ.get("SLURM_JOB_ID", ""))
+
+    def setup_uid(self) -> int | None:
+        """The job's uid as the prolog recorded it (the batch system's) when this node built
+        the job's container, else None."""
+        try:
+            with open(self.setup) as file:
+                return int(file.read().strip())
+        except (OSError, ValueError):
+            return None
 
     def write(self, path: str, text: str) -> None:
         os.makedirs(self.directory, mode=0o755, exist_ok=True)

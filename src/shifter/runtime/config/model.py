@@ -155,6 +155,10 @@ class UdiRootConfig(Frozen, kw_only=True, uncompared=("origins",)):
                 hint="the site install creates it (shifter-site-install)",
             )
 
+    def gpus_configured(self) -> bool:
+        """The site has GPUs for containers (gpuDevices or gpuCdiSpec)."""
+        return bool(self.gpu_devices or self.gpu_cdi_spec)
+
     def module(self, name: str) -> ModuleConfig | None:
         """The module called `name` (names are case-sensitive), or None."""
         return next((module for module in self.modules if module.name == name), None)

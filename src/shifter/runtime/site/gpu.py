@@ -71,10 +71,6 @@ def requested(value: str | None, origin: str) -> tuple[str, ...]:
     return entries
 
 
-def configured(config: UdiRootConfig) -> bool:
-    return bool(config.gpu_devices or config.gpu_cdi_spec)
-
-
 def load_cdi(config: UdiRootConfig) -> CdiSpec:
     from shifter.runtime.site.cdi import parse_cdi
 
@@ -145,7 +141,7 @@ def _choose(entries: tuple[str, ...], names: dict[str, int], count: int, origin:
 
 def plan_gpus(config: UdiRootConfig, selection: str | None, origin: str) -> GpuPlan | None:
     """The plan for `selection` (None: off and nothing to hide)."""
-    if not configured(config):
+    if not config.gpus_configured():
         return None
     entries = requested(selection, origin)
     if config.gpu_cdi_spec:
@@ -262,7 +258,7 @@ def _driver_env(base: str) -> tuple[tuple[str, str, str], ...]:
 def env_steps_of_container(config: UdiRootConfig, root: str) -> tuple[tuple[str, str, str], ...]:
     """On entering a setupRoot container: the GPU environment when it was built with GPUs
     (its `<siteResources>/gpu` exists), whatever the caller's own selection."""
-    if not config.site_resources or not configured(config):
+    if not config.site_resources or not config.gpus_configured():
         return ()
     if not os.path.isdir(root + config.site_resources + "/gpu"):
         return ()
