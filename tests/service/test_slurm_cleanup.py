@@ -14,7 +14,7 @@ import pytest
 from shifter.devtools.slurm import in_node
 from tests.services.gateway_fixtures import wait_for
 from tests.services.runtime_fixtures import OTHER_USER, TEST_USER
-from tests.services.slurm_fixtures import IMAGE_FS, Slurm, own_image
+from tests.services.slurm_fixtures import IMAGE_FS, STATE_DIR, Slurm, own_image
 
 JOBS_IN_A_ROW = 50
 BIN = Path(sys.executable).parent
@@ -117,3 +117,30 @@ def test_a_container_left_by_an_earlier_job_is_replaced(slurm: Slurm) -> None:
     assert out.startswith("squashfs\n"), out
     assert f'"identifier":"{slurm.site.images.id("main")}","user":"{TEST_USER}"' in out
     assert f"setupRoot on {first} for job {job_id}" in slurm.slurmd_log()
+
+
+def test_a_failed_epilog_still_clears_the_jobs_records_and_says_why(slurm: Slurm) -> None:
+    image = f"--image={slurm.site.images.ref('main')}"
+    node = slurm.cluster.nodes[0]
+    go = slurm.site.outputs / "epilog-copy-held"
+    script = f"#!/bin/sh\nwhile [ ! -e {go} ]; do sleep 0.1; done\n"
+    job_id, _ = slurm.submit(image, "-w", node, "--exclusive", script=script)
+    wait_for(lambda: slurm.node_mounts(node), timeout=120, what="the job's container")
+    # A process that made a mount namespace while the container was up: unsetupRoot in
+    # the epilog fails, naming it.
+    holder = subprocess.Popen(in_node(slurm.cluster, node, ["unshare", "-m", "sleep", "3174"]))
+    try:
+        wait_for(lambda: _sleepers("sleep\x003174\x00"), timeout=30, what="the copy's holder")
+        slurm.failing_epilogs.add(job_id)
+        go.touch()
+        assert slurm.wait_job(job_id) == "COMPLETED"
+        failures = slurm.failed_epilogs()
+        assert not failures, failures  # this job's are expected, and the only ones
+        log = slurm.slurmd_log()
+        assert f"shifter: epilog of job {job_id} failed" in log
+        assert f"held by processes {holder.pid} (sleep)" in log, log[-3000:]
+        assert not list((STATE_DIR / node).glob(f"job_{job_id}.*"))
+    finally:
+        holder.kill()
+        holder.wait()
+        go.unlink(missing_ok=True)

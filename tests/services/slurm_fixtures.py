@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,8 @@ class Slurm:
     cluster: SlurmCluster
     site: SlurmSite
     memory_cgroup: Path  # plugstack memory_cgroup: a cgroup of this session's own
+    # Jobs whose epilog a test made fail on purpose (not a leftover).
+    failing_epilogs: set[str] = field(default_factory=set)
 
     def env(self, **extra: str) -> dict[str, str]:
         path = f"{BIN}:/usr/bin:/usr/sbin:/bin:/sbin"
@@ -227,7 +230,19 @@ class Slurm:
         memory = sorted(str(p) for p in self.memory_cgroup.glob("shifter/uid_*/job_*"))
         if memory:
             found["memory cgroups"] = memory
+        failed = self.failed_epilogs()
+        if failed:
+            found["failed epilogs"] = failed
         return found
+
+    def failed_epilogs(self) -> list[str]:
+        """slurmd's log lines of every epilog hook that failed (the epilog clears the job's
+        records even then): what it printed, and the failure itself."""
+        text = self.slurmd_log()
+        jobs = set(re.findall(r"shifter: epilog of job (\d+) failed", text)) - self.failing_epilogs
+        return [line for line in text.splitlines()
+                if any(f"epilog job {job}:" in line or f"epilog of job {job} " in line
+                       for job in jobs)]  # fmt: skip
 
 
 @pytest.fixture(scope="session")

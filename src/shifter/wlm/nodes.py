@@ -201,9 +201,13 @@ def epilog(config: UdiRootConfig, environ: Mapping[str, str]) -> str:
         if memory and os.path.isdir(memory) and job_uid.isdigit():
             cgroup.end(memory, int(job_uid), job_id)
         return f"job {job_id}: no container of it on {node}"
-    killed = end_processes(config.udi_mount, uid, job_id)
-    if memory and os.path.isdir(memory):
-        killed += cgroup.end(memory, uid, job_id)
-    run([_command("unsetupRoot")], env=_root_env(config), timeout=SETUP_TIMEOUT_S)
-    records.clear()
+    try:
+        killed = end_processes(config.udi_mount, uid, job_id)
+        if memory and os.path.isdir(memory):
+            killed += cgroup.end(memory, uid, job_id)
+        run([_command("unsetupRoot")], env=_root_env(config), timeout=SETUP_TIMEOUT_S)
+    finally:
+        # The job has ended: its records mean nothing more, whatever failed (the failure
+        # goes to slurmd's log; the next prolog takes down a container left behind).
+        records.clear()
     return f"unsetupRoot on {node} for job {job_id} ({killed} processes ended)"

@@ -286,10 +286,19 @@ static void add_env(char **envp, int *n, char *buf, size_t size, const char *nam
     envp[(*n)++] = buf;
 }
 
-/* prolog/epilog: only for jobs whose control environment names an image. */
+static int job_record(spank_t sp, const char *suffix, char *text, size_t size);
+
+/* prolog/epilog: for jobs whose control environment names an image; the epilog also
+ * wherever this node keeps a record of the job (it cleans up what the prolog left,
+ * whatever the environment it is given). */
 static int job_script(spank_t sp, const char *what) {
     const char *job_image = getenv("SPANK_SHIFTER_IMAGE");
-    if (job_image == NULL || job_image[0] == '\0') return 0;
+    char record[64];
+    if ((job_image == NULL || job_image[0] == '\0') &&
+        (strcmp(what, "epilog") != 0 || (job_record(sp, "setup", record, sizeof(record)) != 0 &&
+                                         job_record(sp, "failed", record, sizeof(record)) != 0)))
+        return 0;
+    if (job_image == NULL) job_image = "";
     uint32_t job_id = 0;
     uid_t uid = 0;
     if (spank_get_item(sp, S_JOB_ID, &job_id) != ESPANK_SUCCESS ||
