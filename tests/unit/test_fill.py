@@ -53,14 +53,6 @@ def test_each_block_is_taken_once_whichever_end_asks(count: int, fronts: list[bo
     assert blocks.take_front() == blocks.take_back() == -1
 
 
-def test_when_the_back_gives_up_the_front_takes_the_rest() -> None:
-    blocks = Blocks(10)
-    assert [blocks.take_back() for _ in range(3)] == [9, 8, 7]
-    assert [blocks.take_front() for _ in range(2)] == [0, 1]
-    blocks.give_back()
-    assert [blocks.take_front() for _ in range(9)] == [*range(2, 10), -1]
-
-
 def test_one_cpu_leaves_the_read_ahead_to_squashfuse(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
     assert fill_threads() == 0

@@ -43,18 +43,11 @@ def store_message(nodeid: int, offset: int, data: bytes) -> bytes:
 class Blocks:
     """Which blocks are still to do: the front is squashfuse's, the back the launcher's."""
 
-    __slots__ = ("back", "count", "front", "lock")
+    __slots__ = ("back", "front", "lock")
 
     def __init__(self, count: int) -> None:
         self.front, self.back = 0, count
-        self.count = count
         self.lock = _thread.allocate_lock()
-
-    def give_back(self) -> None:
-        """The back failed: the front takes every block from where it is (re-reading a
-        block already stored costs nothing: it is in the page cache)."""
-        with self.lock:
-            self.back = self.count
 
     def take_front(self) -> int:
         """The next block from the front, or -1 when the two ends have met."""
@@ -121,7 +114,7 @@ class BackFill:
                 with self.blocks.lock:
                     self.stored += 1
         except (OSError, SquashfsError):
-            self.blocks.give_back()  # squashfuse reads what was not stored
+            pass  # squashfuse reads what was not stored
         finally:
             with self.blocks.lock:
                 self.running -= 1

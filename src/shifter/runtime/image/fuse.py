@@ -21,9 +21,7 @@ the new mount (`Prefetch`), so that the command starts from the page cache. Left
 paging, the exec costs more than everything else in a cold launch: each page fault asks for
 a 128 KiB window centred on the fault, which straddles two squashfs blocks, and squashfuse
 (no block cache) decompresses both for every request, ~0.6 ms each. Read in order, each
-request is one block, decompressed once, on the other core while the launcher works. With
-squashfuse_ll, threads of the launcher decompress the file's blocks from its end at the
-same time and store them in the page cache themselves (fill.py).
+request is one block, decompressed once, on the other core while the launcher works.
 
 squashfuse is found in fixed system directories, never through the caller's PATH.
 """
