@@ -411,5 +411,5 @@ class _Launch:
         finally:
             if server is not None:
                 server.abandon()
-        self.steps.done(f"container built ({server.read_ahead})" if server else "container built")
+        self.steps.done("container built")
         chroot(config.udi_mount)

@@ -35,10 +35,6 @@ import stat
 from shifter.errors import ShifterError
 from shifter.sys.mount import MountFlag, mount
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from shifter.runtime.image.fill import BackFill
-
 SEARCH_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")
 # The low-level implementation first: fewer copies per request. Same options, same package.
 SERVERS = ("squashfuse_ll", "squashfuse")
@@ -90,10 +86,7 @@ class SquashfuseServer:
         self.intermediate = 0
         self.prefetch_paths = prefetch  # where the command may be, in the image
         self.prefetch: Prefetch | None = None
-        self.read_ahead = ""  # what the read-ahead did, once joined
         program = find_squashfuse()
-        # The low-level server's node ids are the image's inode numbers (fill.py).
-        self.stores = os.path.basename(program) == SERVERS[0]
         self.fuse_fd = open_fuse_device()
         read_end, self.gate = os.pipe2(os.O_CLOEXEC)
         try:
@@ -145,16 +138,13 @@ class SquashfuseServer:
             f"fd={self.fuse_fd},rootmode=40000,user_id={uid},group_id={gid},default_permissions"
         )
         self.target = target
-        store_fd = -1
         try:
             mount("squashfuse", target, FILESYSTEM, IMAGE_MOUNT_FLAGS, options)
             os.write(self.gate, GO)
-            if self.prefetch_paths and self.stores:
-                store_fd = os.dup(self.fuse_fd)  # for fill.py's stores
         finally:
             self.close()
         if self.prefetch_paths:
-            self.prefetch = Prefetch(target, self.prefetch_paths, self.image, store_fd)
+            self.prefetch = Prefetch(target, self.prefetch_paths)
         # The server was just woken on this CPU (the scheduler keeps a wakee near its
         # waker) while the other one idles: yielding lets it start now instead of after the
         # launcher's next slice or a migration; the launcher, whose remaining work is off
@@ -175,7 +165,6 @@ class SquashfuseServer:
         no second thread may be left then)."""
         if self.prefetch is not None:
             self.prefetch.wait()
-            self.read_ahead = self.prefetch.report
             self.prefetch = None
 
     def wait_ready(self) -> None:
@@ -205,57 +194,31 @@ class SquashfuseServer:
 
 class Prefetch:
     """Reads the first of `paths` (resolved inside the image mounted at `root`) that is a
-    regular file into the page cache, on a thread; `wait` joins it. With `store_fd` (a
-    descriptor of the mount's FUSE connection, closed here), threads of the launcher
-    decompress blocks from the file's end meanwhile (fill.py). Best effort: anything that
-    goes wrong only means the command pages itself in as before."""
+    regular file into the page cache, on a thread; `wait` joins it. Best effort: anything
+    that goes wrong only means the command pages itself in as before."""
 
-    __slots__ = ("finished", "report")
+    __slots__ = ("finished",)
 
-    def __init__(
-        self, root: str, paths: tuple[str, ...], image: str = "", store_fd: int = -1
-    ) -> None:
-        self.report = "nothing read ahead"  # for --verbose
+    def __init__(self, root: str, paths: tuple[str, ...]) -> None:
         self.finished = _thread.allocate_lock()
         self.finished.acquire()
-        _thread.start_new_thread(self._run, (root, paths, image, store_fd))
+        _thread.start_new_thread(self._run, (root, paths))
 
-    def _run(self, root: str, paths: tuple[str, ...], image: str, store_fd: int) -> None:
+    def _run(self, root: str, paths: tuple[str, ...]) -> None:
         try:
             fd = _open_in_image(root, paths)
             if fd >= 0:
                 try:
-                    fill = _back_fill(fd, image, store_fd)
-                    _read_ahead(fd, fill)
-                    self.report = "read ahead by squashfuse alone" if fill is None else (
-                        f"{fill.stored} of {len(fill.file.blocks)} blocks read ahead were "
-                        "decompressed by the launcher")  # fmt: skip
+                    _read_ahead(fd)
                 finally:
                     os.close(fd)
         except (OSError, ShifterError):
             pass
         finally:
-            if store_fd >= 0:
-                os.close(store_fd)
             self.finished.release()
 
     def wait(self) -> None:
         self.finished.acquire()
-
-
-def _back_fill(fd: int, image: str, store_fd: int) -> BackFill | None:
-    """The launcher's threads filling the file from its end, started, or None."""
-    from shifter.runtime.image.fill import BackFill, fill_threads
-
-    threads = fill_threads()
-    if store_fd < 0 or threads < 1:
-        return None
-    try:
-        fill = BackFill(image, store_fd, os.fstat(fd), PREFETCH_LIMIT)
-    except (OSError, ShifterError):
-        return None
-    fill.start(threads)
-    return fill
 
 
 def _open_in_image(root: str, paths: tuple[str, ...]) -> int:
@@ -281,22 +244,11 @@ def _open_in_image(root: str, paths: tuple[str, ...]) -> int:
     return -1
 
 
-def _read_ahead(fd: int, fill: BackFill | None) -> None:
+def _read_ahead(fd: int) -> None:
     # sendfile to /dev/null: the kernel reads in order, and no buffer crosses into Python.
     null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     try:
         offset = 0
-        if fill is not None:
-            # Block by block from the front until the launcher's threads are met, then
-            # what lies beyond their blocks (a tail in a fragment).
-            try:
-                size = fill.file.block_size
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
-                while (index := fill.blocks.take_front()) >= 0:
-                    os.sendfile(null, fd, index * size, size)
-                offset = len(fill.file.blocks) * size
-            finally:
-                fill.wait()
         while offset < PREFETCH_LIMIT:
             sent = os.sendfile(null, fd, offset, PREFETCH_CHUNK)
             if sent <= 0:
