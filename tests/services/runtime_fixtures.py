@@ -31,7 +31,7 @@ import pytest
 
 from shifter.image.meta import format_meta
 from shifter.runtime.identity.userdir import user_dir_path
-from tests.services.leftovers import process_running, processes_mentioning
+from tests.services.leftovers import process_running, processes_mentioning, run_as_group
 
 TEST_USER = "shiftertest1"  # member of TEST_GROUP
 OTHER_USER = "shiftertest2"
@@ -220,15 +220,8 @@ class Site:
         timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
         """`shifter ARGS` as `user` (runuser; None: as root), with SHIFTER_CONFIG set."""
-        return subprocess.run(
-            shifter_argv(args, user),
-            env=shifter_env(self.config, env),
-            cwd=cwd or self.root,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_as_group(shifter_argv(args, user), env=shifter_env(self.config, env),
+                            cwd=cwd or self.root, input=input, timeout=timeout)  # fmt: skip
 
 
 def shifter_argv(args: Sequence[str], user: str | None) -> list[str]:

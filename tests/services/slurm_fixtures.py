@@ -32,6 +32,7 @@ import pytest
 
 from shifter.devtools.slurm import SlurmCluster, in_node, remove_cgroup_tree
 from tests.services.gateway_fixtures import GatewayServer, make_env
+from tests.services.leftovers import run_as_group
 from tests.services.runtime_fixtures import OTHER_USER, TEST_USER, RuntimeImages, Site
 from tests.services.setuproot_fixtures import loops_backed_by
 
@@ -140,8 +141,8 @@ class Slurm:
             input: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
         """A Slurm client (or any command) as `user`, in the site's output directory."""
         full = ["/usr/sbin/runuser", "-u", user, "--", *argv] if user != "root" else list(argv)
-        return subprocess.run(full, env=self.env(), cwd=self.site.outputs, input=input,
-                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        return run_as_group(full, env=self.env(), cwd=self.site.outputs, input=input,
+                            timeout=timeout)  # fmt: skip
 
     def script(self, text: str) -> Path:
         """A batch script file in the output directory (readable by the test users)."""
