@@ -84,8 +84,8 @@ fi
 # caller's PYTHONPATH and user site-packages cannot change what they import.
 # shifterimg: workflow tools call `shifterimg lookup` in loops.
 .venv/bin/python -m shifter.cli.launcher .venv/bin/shifter .venv/bin/setupRoot .venv/bin/unsetupRoot \
-    .venv/bin/shifterimg .venv/bin/shifter-slurm-hook \
-    || echo "install.sh: warning: shifter, setupRoot, unsetupRoot, shifterimg and shifter-slurm-hook keep pip's console scripts" >&2
+    .venv/bin/shifterimg .venv/bin/shifter-slurm-hook .venv/bin/shifter-mountd \
+    || echo "install.sh: warning: shifter, setupRoot, unsetupRoot, shifterimg, shifter-slurm-hook and shifter-mountd keep pip's console scripts" >&2
 
 # The Slurm SPANK plugin, compiled here against the installed Slurm (Slurm loads only
 # plugins built for its own version) into .venv/lib/shifter/shifter_slurm.so: an absolute

@@ -33,6 +33,7 @@ COMMANDS = {
     "unsetupRoot": "shifter.cli.unsetuproot",
     "shifterimg": "shifter.cli.shifterimg",
     "shifter-slurm-hook": "shifter.cli.slurm_hook",  # run as root by the Slurm plugin
+    "shifter-mountd": "shifter.cli.mountd",  # the node's image mount helper, root
 }
 
 

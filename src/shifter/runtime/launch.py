@@ -65,7 +65,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from shifter.runtime.identity.user import Identity
-    from shifter.runtime.image.fuse import SquashfuseServer
+    from shifter.runtime.image.fuse import Prefetch, SquashfuseServer
+    from shifter.runtime.image.helper import HelperMount
     from shifter.runtime.request.command import WorkdirPlan
     from shifter.runtime.request.selection import ImageChoice
     from shifter.runtime.site.gpu import GpuPlan
@@ -124,6 +125,7 @@ class _Launch:
         "groups",
         "identity",
         "image",
+        "image_mounted",
         "modules",
         "request",
         "steps",
@@ -147,6 +149,7 @@ class _Launch:
         self.choice = choice
         self.identity = identity
         self.image = image
+        self.image_mounted = False  # at loopMount, by squashfuse or the mount helper
         self.steps = steps
         self.modules: tuple[ModuleConfig, ...] = ()
         self.argv: tuple[str, ...] = ()
@@ -348,11 +351,27 @@ class _Launch:
 
         return finish
 
-    def enter_namespaces(self, prefetch: tuple[str, ...]) -> SquashfuseServer | None:
+    def enter_namespaces(
+        self, prefetch: tuple[str, ...]
+    ) -> SquashfuseServer | _HelperImage | None:
         """The user namespace, the image server, the mount namespace, the image mounted
-        at loopMount (squashfuse starts reading `prefetch` ahead)."""
+        at loopMount: the kernel's mount from the node's mount helper (image/helper.py)
+        when the site runs one, else squashfuse's, which starts reading `prefetch` ahead."""
+        helper = None
+        if not self.image.is_directory:
+            self.config.check_directory("loopMount", self.config.loop_mount)
+            # Asked from the host's user namespace, where the helper's uid reads as 0.
+            helper = self.helper_mount()
+        try:
+            return self._enter_namespaces(helper, prefetch)
+        finally:
+            if helper is not None:
+                helper.release()
+
+    def _enter_namespaces(
+        self, helper: HelperMount | None, prefetch: tuple[str, ...]
+    ) -> SquashfuseServer | _HelperImage | None:
         from shifter.runtime.identity.sharedns import enter_shared
-        from shifter.runtime.image.fuse import SquashfuseServer
         from shifter.sys.mount import MountFlag, mount
         from shifter.sys.namespace import Namespace, unshare
 
@@ -362,17 +381,27 @@ class _Launch:
         # runs: MPI ranks need one to reach into one another (identity/sharedns.py); its
         # record is in the user's directory.
         enter_shared(uid, gid, self.own_dir())
-        if image.is_directory:
-            server = None
-        else:
-            config.check_directory("loopMount", config.loop_mount)
+        server = None
+        if helper is None and not image.is_directory:
+            from shifter.runtime.image.fuse import SquashfuseServer
+
             server = SquashfuseServer(image.path, verbose=self.request.verbose, prefetch=prefetch)
         try:
+            # The helper's mount is in the copy this makes, its flags locked (helper.py).
             unshare(Namespace.NEWNS)
             mount(None, "/", None, MountFlag.REC | MountFlag.SLAVE)
             self.steps.done("namespaces")
+            if helper is not None:
+                from shifter.runtime.image.fuse import Prefetch
+
+                mount(helper.path, config.loop_mount, None, MountFlag.BIND)
+                self.image_mounted = True
+                self.steps.done("image mounted (the mount helper's kernel mount)")
+                # The kernel decompresses the command on the read-ahead's thread meanwhile.
+                return _HelperImage(Prefetch(config.loop_mount, prefetch) if prefetch else None)
             if server is not None:
                 server.mount(config.loop_mount, uid, gid)
+                self.image_mounted = True
                 self.steps.done("image mounted")
         except BaseException:
             if server is not None:
@@ -380,9 +409,23 @@ class _Launch:
             raise
         return server
 
+    def helper_mount(self) -> HelperMount | None:
+        """The image mounted by the node's mount helper, or None (no helper configured, or
+        it did not give one: squashfuse then)."""
+        socket_path = self.config.mount_helper_socket
+        if not socket_path or self.image.format != "squashfs":
+            return None
+        from shifter.runtime.image.helper import request_mount
+
+        found = request_mount(socket_path, self.image.id)
+        if isinstance(found, str):
+            self.steps.done(f"{found}; squashfuse instead")
+            return None
+        return found
+
     def build(
         self,
-        server: SquashfuseServer | None,
+        server: SquashfuseServer | _HelperImage | None,
         user_volumes: Sequence[VolumeSpec],
         etc_files: dict[str, bytes],
         signature: str,
@@ -398,7 +441,7 @@ class _Launch:
                 config,
                 BuildMode.USER_NAMESPACE,
                 image_path=image.path,
-                image_mounted=server is not None,
+                image_mounted=self.image_mounted,
                 wait_for_image=None if server is None else server.wait_ready,
                 modules=self.modules,
                 user_volumes=user_volumes,
@@ -413,3 +456,21 @@ class _Launch:
                 server.abandon()
         self.steps.done("container built")
         chroot(config.udi_mount)
+
+
+class _HelperImage:
+    """The mount helper's image at loopMount: nothing to wait for but the read-ahead of
+    the command (joined before the privilege drop, as squashfuse's)."""
+
+    __slots__ = ("prefetch",)
+
+    def __init__(self, prefetch: Prefetch | None) -> None:
+        self.prefetch = prefetch
+
+    def wait_ready(self) -> None:
+        """The kernel's mount answers at once."""
+
+    def abandon(self) -> None:
+        if self.prefetch is not None:
+            self.prefetch.wait()
+            self.prefetch = None

@@ -73,6 +73,7 @@ GLOBAL_KEYS: tuple[KeySpec, ...] = (
     KeySpec("gpuControlDevices", "gpu_control_devices", v.to_paths, repeats=True),
     KeySpec("gpuCdiSpec", "gpu_cdi_spec", v.to_cdi_spec),
     KeySpec("perNodeCachePath", "per_node_cache_path", v.to_path),
+    KeySpec("mountHelperSocket", "mount_helper_socket", v.to_path),
     KeySpec("modprobePath", "modprobe_path", v.to_path),
     KeySpec("insmodPath", "insmod_path", v.to_path),
     KeySpec("cpPath", "cp_path", v.to_path),

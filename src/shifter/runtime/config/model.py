@@ -93,6 +93,8 @@ class UdiRootConfig(Frozen, kw_only=True, uncompared=("origins",)):
     gpu_control_devices: tuple[str, ...] = ()
     gpu_cdi_spec: str | None = None
     per_node_cache_path: str | None = None
+    # shifter-mountd's socket: unprivileged launches get the kernel's squashfs mount from it
+    mount_helper_socket: str | None = None
     # tools, checked when used (tool_path)
     modprobe_path: str = "/sbin/modprobe"
     insmod_path: str = "/sbin/insmod"
