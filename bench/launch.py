@@ -17,6 +17,13 @@ Contenders (all start `/bin/true` in the same squashfs image):
 - `shifter (cold)`: the same command with another site config that has no setupRoot
   container: the whole unprivileged path (user and mount namespaces, squashfuse, the
   container tree, /etc, the privilege drop);
+- `shifter (mount helper)`: the cold command with a site config whose
+  `mountHelperSocket` names a `shifter-mountd` this benchmark runs (docs/mountd.md): the
+  kernel's squashfs instead of squashfuse, the image kept mounted between launches (the
+  helper's default, 60 s), so from the second launch on its page cache is warm;
+  `shifter (mount helper, --keep 0)`: the same with a helper that keeps nothing, on a copy
+  of the image file, so each launch decompresses what it runs (in the kernel) as the cold
+  row does (in squashfuse);
 - `ch-run`: `ch-run IMG -- /bin/true` as the same user (Charliecloud mounts squashfs with
   squashfuse too);
 - `podman run --rm`: as root, the same tree imported as a local image, `--network=none`;
@@ -44,9 +51,12 @@ import json
 import os
 import pwd
 import shutil
+import signal
+import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
 
 import shifter
@@ -110,6 +120,20 @@ def site_config(work: Path, image_dir: Path, name: str) -> Path:
     return config
 
 
+def start_helper(config: Path, keep: str) -> subprocess.Popen[bytes]:
+    """A shifter-mountd for `config` (its socket's directory made here), once it serves."""
+    env = {"PATH": "/usr/bin:/bin", "SHIFTER_CONFIG": str(config)}
+    helper = subprocess.Popen([BIN / "shifter-mountd", "--keep", keep], env=env,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    socket_path = config.parent / "run" / "mountd.sock"
+    deadline = time.monotonic() + 30
+    while not socket_path.exists():
+        if helper.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"shifter-mountd did not start for {config}")
+        time.sleep(0.05)
+    return helper
+
+
 def podman_ready(tree: Path, work: Path) -> str | None:
     """Import the tree as a podman image; None when podman can run it, else why not."""
     if shutil.which("podman") is None:
@@ -159,6 +183,16 @@ def commands(
         ),
         "shifter (cold)": (
             f"{as_user} SHIFTER_CONFIG={cold} {BIN}/shifter --image=id:{image_id} /bin/true",
+            NOTHING,
+        ),
+        "shifter (mount helper)": (
+            f"{as_user} SHIFTER_CONFIG={configs['helper']} {BIN}/shifter --image=id:{image_id} "
+            "/bin/true",
+            NOTHING,
+        ),
+        "shifter (mount helper, --keep 0)": (
+            f"{as_user} SHIFTER_CONFIG={configs['helper0']} {BIN}/shifter "
+            f"--image=id:{image_id} /bin/true",
             NOTHING,
         ),
         "python -I -S -c pass": (f"{as_user} {sys.executable} -I -S -c pass", NOTHING),
@@ -232,6 +266,10 @@ def _goals(results: dict[str, dict]) -> list[str]:
             f"- shifter (enter) - python: {enter - python:.1f} ms, CPU {cpu:.1f} ms "
             "(goal at most 5)"
         )
+    helper = median("shifter (mount helper)")
+    if helper is not None and ch_run:
+        goals.append(f"- shifter (mount helper) / ch-run: {helper / ch_run:.2f} (goal at most "
+                     "1.0, then 0.85)")  # fmt: skip
     if cold is not None and ch_run:
         cpu = _cpu(results["shifter (cold)"]) / _cpu(results["ch-run"])
         goals.append(
@@ -251,12 +289,24 @@ def main() -> int:
         parser.error("run as root: the floor loop-mounts, setupRoot builds, the rest drop")
     work = Path(tempfile.mkdtemp(prefix="shifter-bench-launch-", dir="/var/tmp"))
     configs: dict[str, Path] = {}
+    helpers: list[subprocess.Popen[bytes]] = []
     podman = False
     imported = shutil.which("podman") is not None
     try:
         work.chmod(0o755)
         image, image_id, source, tree = build_image(work)
         configs = {name: site_config(work, image.parent, name) for name in ("job", "cold")}
+        # The --keep 0 helper serves a copy of the image (another file: another loop
+        # device and superblock), or the other helper's kept mount would warm it too.
+        copies = work / "images-copy"
+        copies.mkdir(mode=0o755)
+        for path in image.parent.iterdir():
+            shutil.copy(path, copies / path.name)
+        for name, keep, images in (("helper", "60", image.parent), ("helper0", "0", copies)):
+            configs[name] = site_config(work, images, name)
+            with configs[name].open("a") as config:
+                config.write(f"mountHelperSocket={work / name / 'run' / 'mountd.sock'}\n")
+            helpers.append(start_helper(configs[name], keep))
         why_not = podman_ready(tree, work)
         podman = why_not is None
         export = args.json or work / "hyperfine.json"
@@ -264,6 +314,9 @@ def main() -> int:
         results = hyperfine(named, args.runs, export)
         print(table(results, source, [why_not] if why_not else []))
     finally:
+        for helper in helpers:
+            helper.send_signal(signal.SIGTERM)
+            helper.wait(timeout=30)
         if "job" in configs:
             env = {"PATH": "/usr/bin:/bin", "SHIFTER_CONFIG": str(configs["job"])}
             run([BIN / "unsetupRoot"], env=env, check=False)

@@ -110,7 +110,10 @@ def test_install_start_the_unit_pull_and_run(
     assert os.readlink(f"{site}/usr/bin/shifter") == str(venv / "bin" / "shifter")
 
     unit = site / "systemd" / "shifter-imagegw.service"
-    for checked in (unit, site / "systemd" / "shifter-imagegw-gunicorn.service"):
+    mountd = site / "systemd" / "shifter-mountd.service"
+    assert f"ExecStart={venv}/bin/shifter-mountd\n" in mountd.read_text()
+    assert f"Environment=SHIFTER_CONFIG={etc}/udiRoot.conf\n" in mountd.read_text()
+    for checked in (unit, site / "systemd" / "shifter-imagegw-gunicorn.service", mountd):
         verified = subprocess.run(["systemd-analyze", "verify", str(checked)],
                                   capture_output=True, text=True, timeout=120)
         assert verified.returncode == 0, verified.stderr

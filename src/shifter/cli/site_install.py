@@ -17,7 +17,8 @@ and it, each step said on stdout (`--dry-run`: only said):
 4. creates the runtime's directories (udiMount, loopMount: from udiRoot.conf when it exists),
    builds the Slurm SPANK plugin against this node's Slurm when its headers are installed
    (`--slurm`; docs/slurm.md), and copies this node's OpenSSH into the udiImage for the
-   job's sshd when it has one (`--udiimage-sshd`; docs/sshd.md);
+   job's sshd when it has one (`--udiimage-sshd`; docs/sshd.md), and the systemd unit
+   `shifter-mountd.service` of the node's image mount helper (docs/mountd.md);
 5. unless `--no-gateway`: creates the gateway's system account and its private directories
    (the metadata store's, CacheDirectory, ExpandDirectory, the log's: from
    imagemanager.json when it exists), and writes the systemd units `shifter-imagegw.service`
@@ -48,6 +49,7 @@ from shifter.data import (
     GATEWAY_UNIT,
     GUNICORN_UNIT,
     IMAGEMANAGER_EXAMPLE,
+    MOUNTD_UNIT,
     UDIROOT_EXAMPLE,
     data_path,
 )
@@ -182,6 +184,12 @@ def install(args: argparse.Namespace) -> None:
         steps.directory(directory, 0o755)
     _slurm_plugin(steps, args)
     _udi_image_sshd(steps, args)
+    if args.systemd_dir != "none":
+        text = Path(data_path(MOUNTD_UNIT)).read_text()
+        text = text.replace("@UDIROOT@", os.path.join(args.config_dir, "udiRoot.conf"))
+        first, _, rest = text.replace("@BIN@", bin_dir).partition("\n")
+        unit = os.path.join(args.systemd_dir, MOUNTD_UNIT)
+        steps.write(unit, f"{first} [{UNIT_MARK}]\n{rest}")
 
     if args.no_gateway:
         return
@@ -301,7 +309,7 @@ def uninstall(args: argparse.Namespace) -> None:
     if args.shebang != "none" and _ours(args.shebang):
         steps.remove(args.shebang)
     if args.systemd_dir != "none":
-        for unit in (GATEWAY_UNIT, GUNICORN_UNIT):
+        for unit in (GATEWAY_UNIT, GUNICORN_UNIT, MOUNTD_UNIT):
             path = os.path.join(args.systemd_dir, unit)
             try:
                 first = Path(path).read_text().partition("\n")[0]

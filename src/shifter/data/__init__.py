@@ -9,6 +9,7 @@ UDIROOT_EXAMPLE = "udiRoot.conf.example"
 IMAGEMANAGER_EXAMPLE = "imagemanager.json.example"
 GATEWAY_UNIT = "shifter-imagegw.service"
 GUNICORN_UNIT = "shifter-imagegw-gunicorn.service"
+MOUNTD_UNIT = "shifter-mountd.service"
 
 
 def data_path(name: str) -> str:
