@@ -54,7 +54,7 @@ IMAGE_ID = re.compile(rb"mount ([0-9a-f]{64})\n")
 REQUEST_MAX = 128  # `mount ` + 64 hex digits + newline, with room to spare
 READ_S = 5.0  # to send the request
 HOLD_S = 30.0  # to copy the mount and say done
-PER_USER = 64
+PER_USER = 256  # an MPI job may start a rank per core at once
 PEER = struct.Struct("3i")
 KEEP_S = 60.0
 
