@@ -285,3 +285,29 @@ def test_the_helper_refuses_a_socket_directory_others_may_change(runtime_site: S
         for entry in directory.iterdir():
             entry.rmdir() if entry.is_dir() else entry.unlink()
         directory.rmdir()
+
+
+def test_a_helper_killed_with_images_mounted_is_replaced_cleanly(runtime_site: Site) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="shifter-mountd-"))
+    directory.chmod(0o755)
+    runtime_site.configure(mountHelperSocket=directory / "mountd.sock")
+    first = Helper(runtime_site, directory, _start(runtime_site, directory))
+    try:
+        output_of(runtime_site.run(f"--image={runtime_site.images.ref('main')}", "true"))
+        first.process.kill()  # SIGKILL: its kept image stays mounted
+        first.process.wait(timeout=30)
+        assert os.path.ismount(first.mounts / "kept" / runtime_site.images.id("main"))
+        (directory / "mountd.sock").unlink()
+        second = Helper(runtime_site, directory, _start(runtime_site, directory, "--keep", "0"))
+        assert os.listdir(second.mounts) == ["kept"] and not os.listdir(second.mounts / "kept")
+        _stop(second)
+        deadline = time.monotonic() + 10
+        while loops_backed_by(runtime_site.images.path) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert loops_backed_by(runtime_site.images.path) == {}
+    finally:
+        if first.process.poll() is None:
+            first.process.kill()
+        for entry in sorted(directory.glob("**/*"), reverse=True):
+            entry.rmdir() if entry.is_dir() else entry.unlink()
+        directory.rmdir()

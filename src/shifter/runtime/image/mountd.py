@@ -89,10 +89,11 @@ class MountHelper:
                 hint="mountHelperSocket names a socket in a directory only root may change",
             )
         os.makedirs(self.mounts, mode=0o711, exist_ok=True)
-        if not os.path.ismount(self.mounts):
-            flags = MountFlag.NOSUID | MountFlag.NODEV | MountFlag.NOEXEC
-            mount("shifter-mountd", self.mounts, "tmpfs", flags, "mode=0711")
-            mount(None, self.mounts, None, MountFlag.PRIVATE)
+        if os.path.ismount(self.mounts):  # left by a helper that was killed: start clean
+            umount(self.mounts, UmountFlag.DETACH)
+        flags = MountFlag.NOSUID | MountFlag.NODEV | MountFlag.NOEXEC
+        mount("shifter-mountd", self.mounts, "tmpfs", flags, "mode=0711")
+        mount(None, self.mounts, None, MountFlag.PRIVATE)
         os.makedirs(self.kept, mode=0o700, exist_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
