@@ -3,6 +3,7 @@ the per-node records' names, and the prolog's re-check of what came from the job
 
 from __future__ import annotations
 
+import errno
 import pwd
 from pathlib import Path
 
@@ -191,3 +192,33 @@ def test_a_process_of_a_step_or_already_moved_stays_the_sshd_moves() -> None:
     sshd = "6:freezer:/\n4:memory:/shifter/uid_1000/job_12\n"
     assert not in_job(sshd, own)
     assert not in_job("6:freezer:/slurm_shn1/uid_1000/job_123/step_0\n", own)
+
+
+def test_a_job_cgroup_removed_while_read_counts_as_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Several slurmd on one machine share a job's memory cgroup: another node's epilog
+    # may remove it while this one reads it (kernfs then says ENODEV).
+    from shifter.wlm import cgroup
+
+    job = tmp_path / "shifter" / "uid_1000" / "job_7"
+    job.mkdir(parents=True)
+    real_open = open
+
+    def removed_while_read(path: str, *args: object, **kwargs: object) -> object:
+        if str(path).endswith("cgroup.procs"):
+            raise OSError(errno.ENODEV, "No such device")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", removed_while_read)
+    assert cgroup.end(str(tmp_path), 1000, "7") == 0
+    assert not job.exists()
+    monkeypatch.setattr("builtins.open", real_open)
+    (job.parent / "job_8").mkdir()
+    (job.parent / "job_8" / "cgroup.procs").write_text("")
+    monkeypatch.setattr(
+        "builtins.open",
+        lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EACCES, "Permission denied")),
+    )
+    with pytest.raises(OSError):
+        cgroup.end(str(tmp_path), 1000, "8")

@@ -49,8 +49,12 @@ def _members(path: str) -> list[int]:
     try:
         with open(os.path.join(path, "cgroup.procs")) as file:
             return [int(line) for line in file if line.strip()]
-    except FileNotFoundError:
-        return []
+    except OSError as error:
+        # Gone, or going (ENODEV: removed while read): several slurmd on one machine share
+        # the job's cgroup (the path names no node), and another node's epilog was first.
+        if error.errno in (errno.ENOENT, errno.ENODEV):
+            return []
+        raise
 
 
 def end(base: str, uid: int, job_id: str) -> int:

@@ -197,11 +197,12 @@ class Prefetch:
     regular file into the page cache, on a thread; `wait` joins it. Best effort: anything
     that goes wrong only means the command pages itself in as before."""
 
-    __slots__ = ("finished",)
+    __slots__ = ("finished", "others")
 
     def __init__(self, root: str, paths: tuple[str, ...]) -> None:
         self.finished = _thread.allocate_lock()
         self.finished.acquire()
+        self.others = _thread._count()  # the launcher's other threads: none
         _thread.start_new_thread(self._run, (root, paths))
 
     def _run(self, root: str, paths: tuple[str, ...]) -> None:
@@ -218,7 +219,12 @@ class Prefetch:
             self.finished.release()
 
     def wait(self) -> None:
+        """Until the thread is gone, not only done: a launch that is refused after the
+        mount exits at once, and an interpreter that finalizes while a thread of its own
+        is still on its way out can abort (seen once under load: exit 134)."""
         self.finished.acquire()
+        while _thread._count() > self.others:
+            os.sched_yield()
 
 
 def _open_in_image(root: str, paths: tuple[str, ...]) -> int:
