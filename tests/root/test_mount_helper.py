@@ -7,6 +7,7 @@ nosuid and nodev with those flags locked; what they send it is one line, checked
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -58,6 +59,28 @@ class Helper:
         result = run_as_group(argv, timeout=30)
         assert result.returncode == 0, result.stderr
         return result.stdout
+
+
+HOLD = ("import socket,sys,time; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+        "s.sendall(sys.argv[2].encode()); print(s.recv(4096).decode(), flush=True); "
+        "time.sleep(30)")  # fmt: skip
+
+
+@contextlib.contextmanager
+def held_mount(helper: Helper, user: str = TEST_USER) -> Iterator[str]:
+    """The path of a mount `user` asked for and holds (no `done`) while the block runs."""
+    request = f"mount {helper.site.images.id('main')}\n"
+    argv = ["/usr/sbin/runuser", "-u", user, "--", "/usr/bin/python3", "-c", HOLD,
+            str(helper.socket), request]  # fmt: skip
+    holder = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert holder.stdout is not None
+        answer = holder.stdout.readline()
+        assert answer.startswith("ok /"), answer
+        yield answer.split()[1]
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
 
 
 def _start(site: Site, directory: Path, *options: str) -> subprocess.Popen[str]:
@@ -124,14 +147,9 @@ def test_a_launch_gets_the_kernels_squashfs_and_no_squashfuse(helper: Helper) ->
 
 
 def test_the_image_flags_are_locked_in_the_users_namespace(helper: Helper) -> None:
-    # A request held open here; the user then makes their own namespaces (as `unshare
-    # -rm` does): a copy of the host's, with the helper's mount, which they may use but
-    # never loosen nor unmount.
-    held = socket.socket(socket.AF_UNIX)
-    held.connect(str(helper.socket))
-    held.sendall(f"mount {helper.site.images.id('main')}\n".encode())
-    target = held.recv(4096).decode().split()[1]
-    try:
+    # The user's own namespaces (as `unshare -rm` makes them): a copy of the host's with the
+    # helper's mount, which they may use but never loosen nor unmount.
+    with held_mount(helper) as target:
         check = f"""
 ls {target}/bin/busybox
 mount -o remount,bind,dev,suid {target} && echo LOOSENED
@@ -146,9 +164,6 @@ grep ' {target} ' /proc/self/mountinfo
         for word in ("LOOSENED", "WRITABLE", "UNMOUNTED"):
             assert word not in result.stdout, result.stdout
         assert " ro,nosuid,nodev," in result.stdout, result.stdout + result.stderr
-    finally:
-        held.sendall(b"done\n")
-        held.close()
 
 
 def test_a_private_image_is_refused_to_whom_its_lists_do_not_name(helper: Helper) -> None:
@@ -311,3 +326,16 @@ def test_a_helper_killed_with_images_mounted_is_replaced_cleanly(runtime_site: S
         for entry in sorted(directory.glob("**/*"), reverse=True):
             entry.rmdir() if entry.is_dir() else entry.unlink()
         directory.rmdir()
+
+
+def test_only_the_requester_can_reach_the_helpers_mount(helper: Helper) -> None:
+    # The path is in the host's mount table for all to read; another user still cannot go
+    # through it while the requester holds it.
+    with held_mount(helper) as path:
+        assert path in Path("/proc/self/mountinfo").read_text()  # visible, by name
+        mine = run_as_group(["/usr/sbin/runuser", "-u", TEST_USER, "--", "ls", f"{path}/bin"],
+                            timeout=30)  # fmt: skip
+        assert "busybox" in mine.stdout, mine.stderr
+        theirs = run_as_group(["/usr/sbin/runuser", "-u", OTHER_USER, "--", "ls", path],
+                              timeout=30)  # fmt: skip
+        assert theirs.returncode != 0 and "Permission denied" in theirs.stderr, theirs

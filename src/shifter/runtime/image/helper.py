@@ -2,8 +2,8 @@
 of a squashfs image: the launcher's side (udiRoot.conf `mountHelperSocket`).
 
 The helper, as root, mounts the image (its node-wide loop device, read-only, nosuid,
-nodev) on a fresh directory with an unguessable name below a root-owned 0711 directory
-whose mounts propagate nowhere, and answers with that path. The launcher then makes its
+nodev) in a fresh directory that only the caller may search, in a tmpfs whose mounts
+propagate nowhere, and answers with that path. The launcher then makes its
 mount namespace (a copy of the host's, into which the kernel copies the image mount with
 its flags locked: the user cannot loosen them, nor unmount it to look beneath), binds the
 copy at loopMount, and says it is done; the helper detaches its own, and the container

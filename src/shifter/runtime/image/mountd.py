@@ -9,9 +9,11 @@ What the user controls is that line and nothing else; the helper then:
    with its `.meta`, read as root exactly as setupRoot reads them, and must be squashfs;
 3. refuses a private image to a user in none of its access lists (check_acl);
 4. mounts it read-only, nosuid, nodev on the node-wide loop device of its file (loopdev.py,
-   shared with setupRoot's containers) at `<mounts>/<random name>`, a root-owned 0711
-   directory in a root-owned 0711 tmpfs whose mounts propagate nowhere: only who knows
-   the name reaches it, and nothing of it appears in any other namespace;
+   shared with setupRoot's containers) at `<mounts>/<random name>/image`, in a root-owned
+   0711 tmpfs whose mounts propagate nowhere (nothing of it appears in any other
+   namespace). `<random name>` is root's, 0700, with an ACL entry that lets the requester
+   alone search it: the host's mount table shows the path to every user, but only the
+   requester (and root) can go through it;
 5. answers `ok <path>`, waits for `done` or the end of the connection (at most
    `HOLD_S`), and detaches it. The requester's namespace, copied meanwhile, keeps its
    own copy, with the flags locked by the kernel.
@@ -57,6 +59,11 @@ HOLD_S = 30.0  # to copy the mount and say done
 PER_USER = 256  # an MPI job may start a rank per core at once
 PEER = struct.Struct("3i")
 KEEP_S = 60.0
+IMAGE_DIR = "image"  # the mount point, below its gate
+ACL_XATTR = "system.posix_acl_access"
+ACL_VERSION = 2
+ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
+ACL_UNDEFINED_ID = 0xFFFFFFFF
 
 
 class MountHelperError(ShifterError):
@@ -176,13 +183,18 @@ class MountHelper:
         check_acl(image, uid, os.getgrouplist(user.pw_name, user.pw_gid))
         if self.keep_s > 0:
             self._keep(image_id, image.path)
-        target = os.path.join(self.mounts, secrets.token_hex(16))
-        os.mkdir(target, 0o711)
-        os.chmod(target, 0o711)  # whatever the umask
+        # The mount points are in the host's mount table, which every user may read: the
+        # random name hides nothing. What keeps others out is the directory above the
+        # mount, root's, 0700, and searchable by the requester alone (an ACL entry).
+        gate = os.path.join(self.mounts, secrets.token_hex(16))
+        os.mkdir(gate, 0o700)
+        target = os.path.join(gate, IMAGE_DIR)
         try:
+            os.setxattr(gate, ACL_XATTR, search_only_acl(uid))
+            os.mkdir(target, 0o700)
             mount_image(self.config, image.path, "squashfs", target)
         except BaseException:
-            os.rmdir(target)
+            _remove_gate(gate)
             raise
         return target
 
@@ -209,16 +221,19 @@ class MountHelper:
                 idle = [key for key, used in self.last_use.items() if now - used > self.keep_s]
                 for image_id in idle:
                     del self.last_use[image_id]
-                    self._detach(os.path.join(self.kept, image_id))
+                    self._detach(os.path.join(self.kept, image_id), gate=False)
 
-    def _detach(self, target: str) -> None:
+    def _detach(self, target: str, gate: bool = True) -> None:
         try:
             umount(target, UmountFlag.DETACH)
         except SyscallError as error:
             if error.errno != errno.EINVAL:
                 _log(f"cannot detach {target}: {error}")
         try:
-            os.rmdir(target)
+            if gate:
+                _remove_gate(os.path.dirname(target))
+            else:
+                os.rmdir(target)
         except OSError as error:
             _log(f"cannot remove {target}: {error.strerror}")
 
@@ -234,6 +249,24 @@ class MountHelper:
             self.in_flight[uid] -= 1
             if not self.in_flight[uid]:
                 del self.in_flight[uid]
+
+
+def search_only_acl(uid: int) -> bytes:
+    """`system.posix_acl_access` of a root-owned 0700 directory that `uid` may also
+    search (`u::rwx,u:UID:--x,g::---,m::--x,o::---`; include/uapi/linux/posix_acl_xattr.h)."""
+    entries = ((ACL_USER_OBJ, 7, ACL_UNDEFINED_ID), (ACL_USER, 1, uid),
+               (ACL_GROUP_OBJ, 0, ACL_UNDEFINED_ID), (ACL_MASK, 1, ACL_UNDEFINED_ID),
+               (ACL_OTHER, 0, ACL_UNDEFINED_ID))  # fmt: skip
+    return struct.pack("<I", ACL_VERSION) + b"".join(
+        struct.pack("<HHI", tag, perm, who) for tag, perm, who in entries
+    )
+
+
+def _remove_gate(gate: str) -> None:
+    image = os.path.join(gate, IMAGE_DIR)
+    if os.path.isdir(image):
+        os.rmdir(image)
+    os.rmdir(gate)
 
 
 def _read_request(connection: socket.socket) -> str:
