@@ -23,7 +23,7 @@ import pytest
 
 from tests.services.leftovers import process_running, processes_mentioning, run_as_group
 from tests.services.runtime_fixtures import OTHER_USER, TEST_USER, Site, output_of, uid_of
-from tests.services.setuproot_fixtures import loops_backed_by
+from tests.services.setuproot_fixtures import loops_backed_by, wait_for_no_loops
 
 MOUNTD = Path(sys.executable).parent / "shifter-mountd"
 
@@ -104,22 +104,28 @@ def _stop(helper: Helper) -> None:
 
 
 @pytest.fixture
-def helper(runtime_site: Site) -> Iterator[Helper]:
+def helper_dir(runtime_site: Site) -> Iterator[Path]:
+    """The directory of the helper's socket (root's, 0755), named by udiRoot.conf; removed
+    with what the helpers left in it."""
     directory = Path(tempfile.mkdtemp(prefix="shifter-mountd-"))
     directory.chmod(0o755)
     runtime_site.configure(mountHelperSocket=directory / "mountd.sock")
-    running = Helper(runtime_site, directory, _start(runtime_site, directory, "--keep", "0"))
+    try:
+        yield directory
+    finally:
+        for entry in sorted(directory.glob("**/*"), reverse=True):
+            entry.rmdir() if entry.is_dir() else entry.unlink()
+        directory.rmdir()
+
+
+@pytest.fixture
+def helper(runtime_site: Site, helper_dir: Path) -> Iterator[Helper]:
+    running = Helper(runtime_site, helper_dir, _start(runtime_site, helper_dir, "--keep", "0"))
     try:
         yield running
     finally:
         if running.process.poll() is None:
             _stop(running)
-        for entry in sorted(directory.glob("**/*"), reverse=True):
-            if entry.is_dir():
-                entry.rmdir()
-            else:
-                entry.unlink()
-        directory.rmdir()
 
 
 def _image_filesystem(mountinfo: str) -> str:
@@ -258,11 +264,10 @@ def test_a_socket_not_served_by_root_is_not_asked(helper: Helper) -> None:
         helper.directory.chmod(0o755)
 
 
-def test_the_kept_image_outlives_its_launches_then_goes(runtime_site: Site) -> None:
-    directory = Path(tempfile.mkdtemp(prefix="shifter-mountd-"))
-    directory.chmod(0o755)
-    runtime_site.configure(mountHelperSocket=directory / "mountd.sock")
-    running = Helper(runtime_site, directory, _start(runtime_site, directory, "--keep", "2"))
+def test_the_kept_image_outlives_its_launches_then_goes(
+    runtime_site: Site, helper_dir: Path
+) -> None:
+    running = Helper(runtime_site, helper_dir, _start(runtime_site, helper_dir, "--keep", "2"))
     try:
         image = f"--image={runtime_site.images.ref('main')}"
         assert output_of(runtime_site.run(image, "true")) == ""
@@ -273,59 +278,41 @@ def test_the_kept_image_outlives_its_launches_then_goes(runtime_site: Site) -> N
         while os.path.ismount(kept) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not os.path.ismount(kept)
-        deadline = time.monotonic() + 10
-        while loops_backed_by(runtime_site.images.path) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert loops_backed_by(runtime_site.images.path) == {}
+        assert wait_for_no_loops(runtime_site.images.path, timeout=10) == {}
     finally:
         _stop(running)
         assert not process_running(running.process.pid)
-        for entry in sorted(directory.glob("**/*"), reverse=True):
-            entry.rmdir() if entry.is_dir() else entry.unlink()
-        directory.rmdir()
 
 
-def test_the_helper_refuses_a_socket_directory_others_may_change(runtime_site: Site) -> None:
-    directory = Path(tempfile.mkdtemp(prefix="shifter-mountd-"))
-    try:
-        directory.chmod(0o777)
-        runtime_site.configure(mountHelperSocket=directory / "mountd.sock")
-        env = {"PATH": "/usr/bin:/bin", "SHIFTER_CONFIG": str(runtime_site.config)}
-        result = run_as_group([str(MOUNTD)], env=env, timeout=30)
-        assert result.returncode != 0 and "writable by root only" in result.stderr
-        runtime_site.configure()  # no mountHelperSocket
-        result = run_as_group([str(MOUNTD)], env=env, timeout=30)
-        assert result.returncode != 0 and "mountHelperSocket is not set" in result.stderr
-    finally:
-        for entry in directory.iterdir():
-            entry.rmdir() if entry.is_dir() else entry.unlink()
-        directory.rmdir()
+def test_the_helper_refuses_a_socket_directory_others_may_change(
+    runtime_site: Site, helper_dir: Path
+) -> None:
+    helper_dir.chmod(0o777)
+    env = {"PATH": "/usr/bin:/bin", "SHIFTER_CONFIG": str(runtime_site.config)}
+    result = run_as_group([str(MOUNTD)], env=env, timeout=30)
+    assert result.returncode != 0 and "writable by root only" in result.stderr
+    runtime_site.configure()  # no mountHelperSocket
+    result = run_as_group([str(MOUNTD)], env=env, timeout=30)
+    assert result.returncode != 0 and "mountHelperSocket is not set" in result.stderr
 
 
-def test_a_helper_killed_with_images_mounted_is_replaced_cleanly(runtime_site: Site) -> None:
-    directory = Path(tempfile.mkdtemp(prefix="shifter-mountd-"))
-    directory.chmod(0o755)
-    runtime_site.configure(mountHelperSocket=directory / "mountd.sock")
-    first = Helper(runtime_site, directory, _start(runtime_site, directory))
+def test_a_helper_killed_with_images_mounted_is_replaced_cleanly(
+    runtime_site: Site, helper_dir: Path
+) -> None:
+    first = Helper(runtime_site, helper_dir, _start(runtime_site, helper_dir))
     try:
         output_of(runtime_site.run(f"--image={runtime_site.images.ref('main')}", "true"))
         first.process.kill()  # SIGKILL: its kept image stays mounted
         first.process.wait(timeout=30)
         assert os.path.ismount(first.mounts / "kept" / runtime_site.images.id("main"))
-        (directory / "mountd.sock").unlink()
-        second = Helper(runtime_site, directory, _start(runtime_site, directory, "--keep", "0"))
+        (helper_dir / "mountd.sock").unlink()
+        second = Helper(runtime_site, helper_dir, _start(runtime_site, helper_dir, "--keep", "0"))
         assert os.listdir(second.mounts) == ["kept"] and not os.listdir(second.mounts / "kept")
         _stop(second)
-        deadline = time.monotonic() + 10
-        while loops_backed_by(runtime_site.images.path) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert loops_backed_by(runtime_site.images.path) == {}
+        assert wait_for_no_loops(runtime_site.images.path, timeout=10) == {}
     finally:
         if first.process.poll() is None:
             first.process.kill()
-        for entry in sorted(directory.glob("**/*"), reverse=True):
-            entry.rmdir() if entry.is_dir() else entry.unlink()
-        directory.rmdir()
 
 
 def test_only_the_requester_can_reach_the_helpers_mount(helper: Helper) -> None:

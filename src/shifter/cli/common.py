@@ -15,7 +15,7 @@ import sys
 
 TYPE_CHECKING = False  # the `typing` module itself costs start-up time on the launch path
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import NoReturn, TextIO
 
     from shifter.runtime.config.load import UdiRootConfig
@@ -127,3 +127,18 @@ def print_version(prog: str, args: list[str]) -> bool:
 
     print(f"{prog} {__version__}")
     return True
+
+
+def root_command_main(
+    prog: str, help_text: str, run: Callable[[list[str]], int | None], argv: Sequence[str] | None
+) -> int:
+    """The `main` of a root command whose options `run` reads itself (setupRoot,
+    unsetupRoot, shifter-mountd): `--version` and `--help` first, then `run(args)` with
+    errors reported as every command reports them."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if print_version(prog, args):
+        return 0
+    if "-h" in args or "--help" in args:
+        sys.stdout.write(help_text)
+        return 0
+    return run_command(prog, lambda: run(args), debug="--debug" in args)

@@ -71,13 +71,7 @@ def _run(args: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if common.print_version(PROG, args):
-        return 0
-    if "-h" in args or "--help" in args:
-        sys.stdout.write(HELP)
-        return 0
-    return common.run_command(PROG, lambda: _run(args), debug="--debug" in args)
+    return common.root_command_main(PROG, HELP, _run, argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ The launch path: `_socket` only (the `socket` module costs its enums).
 from __future__ import annotations
 
 import _socket
-import os
 import struct
 
 CONNECT_TIMEOUT_S = 10.0  # the helper may wait for a loop device on a busy node
@@ -88,8 +87,3 @@ def _read_line(connection: _socket.socket) -> str:
         if len(data) > LINE_MAX:
             raise _Refused("its answer is too long")
     return data.decode().rstrip("\n")
-
-
-def helper_mounts_dir(socket_path: str) -> str:
-    """Where the helper mounts images: `mounts` beside its socket."""
-    return os.path.join(os.path.dirname(socket_path), "mounts")

@@ -46,7 +46,6 @@ import time
 from shifter.errors import ShifterError
 from shifter.image.descriptor import parse_descriptor
 from shifter.runtime.config.load import UdiRootConfig
-from shifter.runtime.image.helper import helper_mounts_dir
 from shifter.runtime.image.loopdev import mount_image
 from shifter.runtime.image.source import check_acl, find_image
 from shifter.sys.libc import SyscallError
@@ -71,12 +70,12 @@ class MountHelperError(ShifterError):
 
 
 class MountHelper:
-    """Serves `socket_path` until `stop`; mounts below `helper_mounts_dir(socket_path)`."""
+    """Serves `socket_path` until `stop`; mounts below `mounts` beside it."""
 
     def __init__(self, config: UdiRootConfig, socket_path: str, keep_s: float = KEEP_S) -> None:
         self.config = config
         self.socket_path = socket_path
-        self.mounts = helper_mounts_dir(socket_path)
+        self.mounts = os.path.join(os.path.dirname(socket_path), "mounts")
         self.kept = os.path.join(self.mounts, "kept")  # root-only: image id -> its mount
         self.keep_s = keep_s
         self.listener: socket.socket | None = None
